@@ -1,0 +1,12 @@
+"""tfvit: vision transformers for Keras 3 / TensorFlow.
+
+    import tfvit
+    model = tfvit.create_model("swin_cifar_patch2_window4_32", num_classes=10)
+    tfvit.list_models("vit_*")
+"""
+
+from tfvit import layers, models
+from tfvit.models import create_model, list_models, stats
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "layers", "list_models", "models", "stats", "__version__"]

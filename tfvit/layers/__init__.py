@@ -1,0 +1,24 @@
+"""Keras layers of tfvit (keras.ops only, serializable under the package name "tfvit")."""
+
+from tfvit.layers.attention import MultiHeadSelfAttention, exact_attention
+from tfvit.layers.blocks import TransformerBlock
+from tfvit.layers.drop_path import DropPath
+from tfvit.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resize_position_embedding
+from tfvit.layers.mlp import MLP
+from tfvit.layers.patch_merging import PatchMerging
+from tfvit.layers.pooling import TokenPooling
+from tfvit.layers.swin_block import SwinBlock, SwinStage, effective_window
+from tfvit.layers.window import (
+    WindowAttention,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+__all__ = [
+    "ClassToken", "DropPath", "MLP", "MultiHeadSelfAttention", "PatchEmbedding", "PatchMerging",
+    "PositionEmbedding", "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention",
+    "effective_window", "exact_attention", "relative_position_index", "resize_position_embedding",
+    "shifted_window_mask", "window_partition", "window_reverse",
+]

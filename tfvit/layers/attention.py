@@ -1,0 +1,100 @@
+"""Global multi-head self-attention.
+
+Vaswani et al. 2017, eq. 1:  Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + B) V,
+with the heads' projections fused in one ``qkv`` dense layer as in timm (output channels ordered
+(3, heads, head_dim)), so pretrained ViT weights map one to one.
+"""
+
+import keras
+from keras import ops
+
+from tfvit import _validation as check
+
+
+def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
+    """softmax(q k^T * scale + bias) v over the last two axes, softmax in float32.
+
+    q: (..., Nq, d), k and v: (..., Nk, d); leading axes (batch, heads, windows...) broadcast, and so
+    does ``bias`` against (..., Nq, Nk). ``scale`` defaults to d^-1/2. The logits are formed in the
+    inputs' dtype (fast under mixed precision) but the softmax runs in float32, where a float16
+    exponential would overflow and a bfloat16 sum would lose the small terms.
+    Returns the output in the dtype of v, and the float32 weights too when ``return_weights``.
+    """
+    head_dim = q.shape[-1]
+    scale = head_dim ** -0.5 if scale is None else scale
+    logits = ops.einsum("...qd,...kd->...qk", q * ops.cast(scale, q.dtype), k)
+    logits = ops.cast(logits, "float32")
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+    weights = ops.softmax(logits, axis=-1)
+    out = ops.einsum("...qk,...kd->...qd", ops.cast(weights, v.dtype), v)
+    return (out, weights) if return_weights else out
+
+
+@keras.saving.register_keras_serializable(package="tfvit")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Global self-attention over (B, N, D) tokens, every token attending to every token.
+
+    Cost O(N^2 D). ``call(x, return_attention_scores=True)`` also returns the (B, heads, N, N)
+    attention weights (float32), e.g. for attention rollout. ``use_fused_attention`` routes the
+    plain case (no weights requested, no attention dropout) through ``keras.ops.dot_product_attention``;
+    the default ``None`` does so on backends that have a fused kernel for it (JAX, torch). On
+    TensorFlow that op is the same two einsums and was no faster in ``tools/attention_path_bench.py``,
+    so the default there is the explicit path. Sub-layers follow timm: ``qkv`` and ``proj``.
+    """
+
+    def __init__(self, num_heads, qkv_bias=True, attention_dropout=0.0, projection_dropout=0.0,
+                 use_fused_attention=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = check.positive_int("num_heads", num_heads)
+        self.qkv_bias = bool(qkv_bias)
+        self.attention_dropout = check.rate("attention_dropout", attention_dropout)
+        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
+        self.use_fused_attention = use_fused_attention
+        self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
+        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
+        self.qkv = self.proj = None  # width known at build
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
+        dim = input_shape[-1]
+        self.head_dim = check.heads_divide("dim", dim, self.num_heads)
+        self.qkv = keras.layers.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
+        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
+        self.qkv.build(input_shape)
+        self.proj.build(input_shape)
+        self.built = True
+
+    def call(self, x, return_attention_scores=False, training=None):
+        tokens, dim = x.shape[1], x.shape[-1]
+        qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, N, heads, head_dim)
+        use_fused = self.use_fused_attention
+        if use_fused is None:
+            use_fused = keras.backend.backend() != "tensorflow"
+        fused = use_fused and not return_attention_scores and not (
+            training and self.attention_dropout > 0
+        )
+        if fused:
+            out = ops.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+            weights = None
+        else:
+            to_heads = lambda t: ops.transpose(t, (0, 2, 1, 3))  # (B, heads, N, head_dim)
+            if self.attention_dropout > 0:
+                _, weights = exact_attention(to_heads(q), to_heads(k), to_heads(v), return_weights=True)
+                dropped = self.attn_drop(weights, training=training)
+                out = ops.einsum("bhqk,bhkd->bhqd", ops.cast(dropped, v.dtype), to_heads(v))
+            else:
+                out, weights = exact_attention(to_heads(q), to_heads(k), to_heads(v), return_weights=True)
+            out = ops.transpose(out, (0, 2, 1, 3))
+        out = self.proj_drop(self.proj(ops.reshape(out, (-1, tokens, dim))), training=training)
+        return (out, weights) if return_attention_scores else out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
+            projection_dropout=self.projection_dropout, use_fused_attention=self.use_fused_attention,
+        )
+        return config

@@ -1,0 +1,81 @@
+"""The pre-norm transformer encoder block of ViT.
+
+Dosovitskiy et al. 2021, eqs. 2-3:
+    x = x + DropPath(Attention(LN(x)))
+    x = x + DropPath(MLP(LN(x)))
+The attention is a parameter: any layer mapping (B, N, D) -> (B, N, D) plugs in (global, Performer,
+local...), so attention variants need no block of their own.
+"""
+
+import keras
+
+from tfvit import _validation as check
+from tfvit.layers.attention import MultiHeadSelfAttention
+from tfvit.layers.drop_path import DropPath
+from tfvit.layers.mlp import MLP
+
+
+@keras.saving.register_keras_serializable(package="tfvit")
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm block: ``norm1``, ``attn``, ``norm2``, ``mlp`` (timm names).
+
+    Args:
+        num_heads: heads of the default global attention (ignored when ``attention`` is given).
+        attention: a Keras layer used as the token mixer instead of MultiHeadSelfAttention.
+        mlp_ratio: hidden width of the MLP as a multiple of the token width.
+        drop_path: stochastic-depth rate of both residual branches.
+    """
+
+    def __init__(self, num_heads=None, attention=None, mlp_ratio=4.0, qkv_bias=True, dropout=0.0,
+                 attention_dropout=0.0, drop_path=0.0, norm_epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if attention is None and num_heads is None:
+            raise ValueError("TransformerBlock needs num_heads (for global attention) or an attention layer.")
+        if isinstance(attention, dict):
+            attention = keras.saving.deserialize_keras_object(attention)
+        if attention is not None and not isinstance(attention, keras.layers.Layer):
+            raise ValueError(f"attention must be a keras Layer, got {type(attention).__name__}.")
+        if mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}.")
+        self.num_heads = num_heads
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout = check.rate("dropout", dropout)
+        self.attention_dropout = check.rate("attention_dropout", attention_dropout)
+        self.drop_path_rate = check.rate("drop_path", drop_path)
+        self.norm_epsilon = float(norm_epsilon)
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
+        self.attn = attention if attention is not None else MultiHeadSelfAttention(
+            num_heads, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
+            projection_dropout=self.dropout, dtype=policy, name="attn",
+        )
+        self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
+        self.norm2 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
+        self.mlp = None  # width known at build
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
+        dim = input_shape[-1]
+        self.mlp = MLP(int(dim * self.mlp_ratio), dropout=self.dropout, dtype=self.dtype_policy, name="mlp")
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+            layer.build(input_shape)
+        self.built = True
+
+    def call(self, x, training=None):
+        x = x + self.drop_path(self.attn(self.norm1(x), training=training), training=training)
+        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads, attention=keras.saving.serialize_keras_object(self.attn),
+            mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, drop_path=self.drop_path_rate,
+            norm_epsilon=self.norm_epsilon,
+        )
+        return config

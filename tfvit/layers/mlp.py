@@ -1,0 +1,57 @@
+"""The transformer's position-wise feed-forward network.
+
+MLP(x) = fc2(drop(act(fc1(x)))), with GELU (exact, erf form, as in ViT/timm) by default.
+Vaswani et al. 2017 section 3.3; Dosovitskiy et al. 2021 eq. 3.
+"""
+
+import keras
+
+from tfvit import _validation as check
+
+
+def _activation(name):
+    # keras.activations.gelu defaults to the tanh approximation; ViT and timm use the exact erf form,
+    # and pretrained checkpoints only reproduce their logits with the exact one.
+    if name == "gelu":
+        return lambda x: keras.activations.gelu(x, approximate=False)
+    return keras.activations.get(name)
+
+
+@keras.saving.register_keras_serializable(package="tfvit")
+class MLP(keras.layers.Layer):
+    """Two dense layers with an activation between: D -> hidden_dim -> out_dim (default D).
+
+    Sub-layers follow timm: ``fc1`` and ``fc2``.
+    """
+
+    def __init__(self, hidden_dim, out_dim=None, activation="gelu", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = check.positive_int("hidden_dim", hidden_dim)
+        self.out_dim = None if out_dim is None else check.positive_int("out_dim", out_dim)
+        self.activation = activation
+        self.dropout = check.rate("dropout", dropout)
+        self._act = _activation(activation)
+        self.fc1 = keras.layers.Dense(self.hidden_dim, dtype=self.dtype_policy, name="fc1")
+        self.fc2 = None  # width known at build
+        self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="drop")
+
+    def build(self, input_shape):
+        out_dim = self.out_dim or input_shape[-1]
+        self.fc2 = keras.layers.Dense(out_dim, dtype=self.dtype_policy, name="fc2")
+        self.fc1.build(input_shape)
+        self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+        self.built = True
+
+    def call(self, x, training=None):
+        x = self.drop(self._act(self.fc1(x)), training=training)
+        return self.drop(self.fc2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.out_dim or input_shape[-1],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_dim=self.hidden_dim, out_dim=self.out_dim, activation=self.activation, dropout=self.dropout
+        )
+        return config

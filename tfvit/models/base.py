@@ -1,0 +1,41 @@
+"""What ViT and Swin share: a functional keras.Model subclass rebuilt from its constructor arguments.
+
+The graph is built in ``__init__`` with ``keras.Input`` (as keras-hub does), so the model has a
+summary with shapes, named intermediate outputs (Grad-CAM needs them) and works with ``fit``; its
+config is just the constructor arguments, so ``from_config`` and ``.keras`` files rebuild it exactly.
+"""
+
+import keras
+
+from tfvit import _validation as check
+
+
+class ImageClassifier(keras.Model):
+    """Base of tfvit's models: call-time input checks and config = constructor arguments."""
+
+    def _finish(self, config, inputs, outputs, name, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self._constructor_config = dict(config)
+        self.image_size = tuple(config["image_size"])
+        self.in_channels = config["in_channels"]
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras's own input check, whose message reports a reshaped shape.
+        shape = getattr(inputs, "shape", None)
+        if shape is not None:
+            check.image_shape(
+                tuple(shape), image_size=self.image_size, in_channels=self.in_channels,
+                where=f"{type(self).__name__} '{self.name}'",
+            )
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._constructor_config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        model = cls(**config)
+        model.trainable = trainable
+        return model

@@ -1,0 +1,93 @@
+"""Parameters and multiply-accumulates (MACs) of a model, counted from its traced graph.
+
+MACs follow the convention of the papers' FLOP figures (fvcore, the Swin and DeiT tables): one per
+multiply-add of every matrix product and convolution, including the attention products QK^T and AV;
+element-wise work (softmax, normalisation, activations, additions) is not counted. The count reads
+the shapes of the MatMul / BatchMatMul / Einsum / Conv2D operations of the model's inference graph at
+batch size 1, so it holds for any Keras model, tfvit's or a user's (TensorFlow backend).
+"""
+
+import dataclasses
+import math
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats:
+    params: int            # all weights (trainable + non-trainable)
+    trainable_params: int
+    macs: int              # per image
+    input_shape: tuple     # (H, W, C)
+
+    def as_row(self):
+        return {
+            "params (M)": round(self.params / 1e6, 2),
+            "GMACs": round(self.macs / 1e9, 3),
+            "input": "x".join(str(s) for s in self.input_shape),
+        }
+
+
+def _dims(tensor):
+    shape = tensor.shape
+    if shape.rank is None or any(d is None for d in shape.as_list()):
+        raise ValueError(f"cannot count MACs of {tensor.name}: shape {shape} is not static.")
+    return shape.as_list()
+
+
+def _einsum_macs(op):
+    """prod(output shape) x prod(sizes of the contracted labels): one MAC per term of each sum."""
+    equation = op.get_attr("equation").decode().replace(" ", "")
+    inputs, output = equation.split("->")
+    contracted = {}
+    for labels, tensor in zip(inputs.split(","), op.inputs):
+        dims = _dims(tensor)
+        labels = labels.replace("...", "")
+        # Explicit labels name the trailing axes; an ellipsis stands for the leading ones.
+        for label, size in zip(labels, dims[len(dims) - len(labels):]):
+            if label not in output:
+                contracted[label] = max(contracted.get(label, 1), size)
+    return math.prod(_dims(op.outputs[0])) * math.prod(contracted.values())
+
+
+def _op_macs(op):
+    kind = op.type
+    if kind == "MatMul":
+        a, b = _dims(op.inputs[0]), _dims(op.inputs[1])
+        m = a[1] if op.get_attr("transpose_a") else a[0]
+        k = a[0] if op.get_attr("transpose_a") else a[1]
+        n = b[0] if op.get_attr("transpose_b") else b[1]
+        return m * k * n
+    if kind in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):
+        a = _dims(op.inputs[0])
+        k = a[-2] if op.get_attr("adj_x") else a[-1]
+        return math.prod(_dims(op.outputs[0])) * k
+    if kind in ("Conv2D", "DepthwiseConv2dNative"):
+        kh, kw, cin, _ = _dims(op.inputs[1])
+        per_output = kh * kw * (1 if kind == "DepthwiseConv2dNative" else cin)
+        return math.prod(_dims(op.outputs[0])) * per_output
+    if kind == "Einsum":
+        return _einsum_macs(op)
+    return 0
+
+
+def count_macs(model, input_shape=None):
+    """MACs of one forward pass on a single image of ``input_shape`` (default: the model's input)."""
+    import tensorflow as tf  # graph tracing is TensorFlow-specific; layers themselves are not
+
+    input_shape = tuple(input_shape or model.input_shape[1:])
+    spec = tf.TensorSpec((1, *input_shape), tf.float32)
+    forward = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
+    graph = tf.function(forward).get_concrete_function(spec).graph
+    calls = [op.type for op in graph.get_operations() if op.type in ("While", "PartitionedCall", "StatefulPartitionedCall")]
+    if calls:
+        raise ValueError(f"cannot count MACs through nested graph functions ({sorted(set(calls))}).")
+    total = sum(_op_macs(op) for op in graph.get_operations())
+    return int(total)
+
+
+def stats(model, input_shape=None):
+    """``ModelStats`` of a built Keras model: parameter counts and MACs per image."""
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    shape = tuple(input_shape or model.input_shape[1:])
+    return ModelStats(params=total, trainable_params=trainable, macs=count_macs(model, shape), input_shape=shape)
