@@ -60,7 +60,8 @@ class TransformerBlock(keras.layers.Layer):
         dim = input_shape[-1]
         self.mlp = MLP(int(dim * self.mlp_ratio), dropout=self.dropout, dtype=self.dtype_policy, name="mlp")
         for layer in (self.norm1, self.attn, self.norm2, self.mlp):
-            layer.build(input_shape)
+            if not layer.built:  # a given attention layer may come built (deserialized, or shared)
+                layer.build(input_shape)
         self.built = True
 
     def call(self, x, training=None):
