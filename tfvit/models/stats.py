@@ -9,6 +9,7 @@ batch size 1, so it holds for any Keras model, tfvit's or a user's (TensorFlow b
 
 import dataclasses
 import math
+
 import numpy as np
 
 
@@ -18,13 +19,6 @@ class ModelStats:
     trainable_params: int
     macs: int              # per image
     input_shape: tuple     # (H, W, C)
-
-    def as_row(self):
-        return {
-            "params (M)": round(self.params / 1e6, 2),
-            "GMACs": round(self.macs / 1e9, 3),
-            "input": "x".join(str(s) for s in self.input_shape),
-        }
 
 
 def _dims(tensor):
@@ -72,17 +66,20 @@ def _op_macs(op):
 
 def count_macs(model, input_shape=None):
     """MACs of one forward pass on a single image of ``input_shape`` (default: the model's input)."""
-    import tensorflow as tf  # graph tracing is TensorFlow-specific; layers themselves are not
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"count_macs traces a TensorFlow graph; the Keras backend is {keras.backend.backend()!r}.")
+    import tensorflow as tf  # graph tracing is TensorFlow-specific; the layers themselves are not
 
     input_shape = tuple(input_shape or model.input_shape[1:])
     spec = tf.TensorSpec((1, *input_shape), tf.float32)
     forward = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
     graph = tf.function(forward).get_concrete_function(spec).graph
-    calls = [op.type for op in graph.get_operations() if op.type in ("While", "PartitionedCall", "StatefulPartitionedCall")]
-    if calls:
-        raise ValueError(f"cannot count MACs through nested graph functions ({sorted(set(calls))}).")
-    total = sum(_op_macs(op) for op in graph.get_operations())
-    return int(total)
+    nested = {op.type for op in graph.get_operations()} & {"While", "PartitionedCall", "StatefulPartitionedCall"}
+    if nested:  # their bodies are separate graphs that this count does not enter
+        raise ValueError(f"cannot count MACs through nested graph functions ({sorted(nested)}).")
+    return int(sum(_op_macs(op) for op in graph.get_operations()))
 
 
 def stats(model, input_shape=None):
