@@ -50,7 +50,7 @@ def main(argv=None):
         print(f"{name:<32} {size:>10} {classes:>7} {result.params / 1e6:>11.2f} {result.macs / 1e9:>8.3f}  {description}",
               flush=True)
         if args.summary:
-            model.summary(line_length=100)
+            model.summary(line_length=120)
         del model
         keras.backend.clear_session()
 
