@@ -1,0 +1,94 @@
+"""Resume after interruption: the interrupted-and-restarted run equals the uninterrupted one."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvit.training import GradientAccumulationModel
+from tfvit.training.resume import fit_resumable, resume_epoch
+
+RNG = np.random.default_rng(0)
+X, Y = RNG.normal(size=(48, 6)).astype("float32"), RNG.integers(0, 3, 48)
+
+
+def dataset_from_epoch(epoch):
+    """Pass k is epoch `epoch + k`, shuffled by a seed of its own, as tfvit.data.load does."""
+    passes = tf.Variable(epoch, dtype=tf.int64)
+
+    def one_pass(_):
+        seed = passes.assign_add(1)
+        order = tf.random.experimental.stateless_shuffle(tf.range(48), seed=tf.stack([seed, 7]))
+        return tf.data.Dataset.from_tensor_slices((tf.gather(X, order), tf.gather(Y, order)))
+
+    return tf.data.Dataset.range(1).flat_map(one_pass).batch(12)
+
+
+def make_trainer():
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.3), keras.layers.Dense(3)])
+    trainer = GradientAccumulationModel(model, steps=2)
+    trainer.compile(optimizer=keras.optimizers.AdamW(1e-2),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return trainer
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    reference = make_trainer()
+    fit_resumable(reference, dataset_from_epoch, 5, tmp_path / "a", steps_per_epoch=4, verbose=0)
+
+    interrupted = make_trainer()
+    with pytest.raises(KeyboardInterrupt):
+        fit_resumable(interrupted, dataset_from_epoch, 5, tmp_path / "b", steps_per_epoch=4, verbose=0,
+                      callbacks=[InterruptAt(3)])
+    assert resume_epoch(tmp_path / "b") == 3
+    restarted = make_trainer()  # a new process would build everything afresh, with the same seed
+    history = fit_resumable(restarted, dataset_from_epoch, 5, tmp_path / "b", steps_per_epoch=4, verbose=0)
+    assert history.epoch == [3, 4]
+    # dropout's random state, optimizer moments and step count all continue: identical weights
+    for a, b in zip(reference.weights, restarted.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(restarted.optimizer.iterations) == 5 * 4
+    assert fit_resumable(make_trainer(), dataset_from_epoch, 5, tmp_path / "b", 4, verbose=0) is None
+
+
+def test_callback_counters_survive_a_restart(tmp_path):
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", patience=100)
+    with pytest.raises(KeyboardInterrupt):
+        fit_resumable(make_trainer(), dataset_from_epoch, 4, tmp_path, 4, verbose=0,
+                      callbacks=[stopper, InterruptAt(2)])
+    best = stopper.best
+    state = json.load(open(os.path.join(tmp_path, "state.json")))
+    assert state["epoch"] == 2 and state["callbacks"][0]["best"] == best
+    fresh = keras.callbacks.EarlyStopping(monitor="loss", patience=100)
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.setdefault("best", fresh.best)
+
+    fit_resumable(make_trainer(), dataset_from_epoch, 4, tmp_path, 4, verbose=0, callbacks=[fresh, Probe()])
+    assert seen["best"] == best  # not reset to +inf by on_train_begin
+
+
+def test_state_from_another_configuration_is_refused(tmp_path):
+    fit_resumable(make_trainer(), dataset_from_epoch, 1, tmp_path, 4, verbose=0)
+    keras.utils.set_random_seed(3)
+    other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    other.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="different configuration"):
+        fit_resumable(other, dataset_from_epoch, 2, tmp_path, 4, verbose=0)

@@ -1,0 +1,175 @@
+"""AdamW and SGD configured as vision transformers are trained, weight-decay exclusions included.
+
+Decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"): before
+each update, w <- w - lr * wd * w for every variable not excluded. Transformers exclude biases,
+normalisation scales and offsets, position embeddings, class tokens and relative-position bias tables
+(timm's ``no_weight_decay`` and its rule "no decay for 1-D parameters"; DeiT, Swin): shrinking them
+towards zero regularises nothing useful and hurts accuracy.
+
+Keras tests each excluded name with ``re.search`` against the name of the variable it updates. That is
+``"gamma"`` on JAX, but on TensorFlow it is the ``tf.Variable``'s name: the whole path plus ``":0"``
+(``"blocks.0/norm1/gamma:0"``), where a bare ``"beta"`` would also hit ``"beta_scale"`` or a layer
+called ``"beta_proj"``; under ``tf.distribute`` the other replicas' copies are ``".../gamma/replica_1:0"``.
+So each name becomes a pattern for the last path component only, ``(^|/)gamma(/replica_N)?(:N)?$``,
+which excludes the same variables on every backend and every replica.
+Keras's optimizers forget these exclusions when saved; the ``AdamW`` and ``SGD`` here are the Keras
+classes with the exclusions kept in their config, so a model reloaded from ``.keras`` to resume
+training still leaves its norms and embeddings undecayed.
+"""
+
+import numbers
+import re
+
+import keras
+
+from tfvit import _validation as check
+from tfvit.training.schedules import PerUpdateSchedule
+
+DEFAULT_NO_DECAY = (
+    "bias",                          # Dense / Conv biases: blocks.N/attn/qkv/bias
+    "gamma",                         # LayerNormalization / BatchNormalization scales: blocks.N/norm1/gamma
+    "beta",                          # their offsets
+    "pos_embed",                     # pos_embed/pos_embed (ViT)
+    "absolute_pos_embed",            # Swin's optional absolute position embedding (timm name)
+    "cls_token",                     # cls_token/cls_token
+    "dist_token",                    # DeiT's distillation token
+    "relative_position_bias_table",  # layers.N/blocks.M/attn/relative_position_bias_table (Swin)
+)
+
+# Weight decay worth starting from: AdamW as in DeiT and Swin; SGD as in ResNet training, where a
+# decoupled decay of 0.05 would shrink every weight by 5% of the rate at each update.
+_DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4}
+
+
+def _non_negative(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= float(value) < float("inf"):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}.")
+    return float(value)
+
+
+def _check_learning_rate(value):
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule) or callable(value):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < float(value) < float("inf"):
+        return float(value)
+    raise ValueError(f"learning_rate must be a float > 0 or a LearningRateSchedule, got {value!r}.")
+
+
+def _check_names(names):
+    if isinstance(names, str):
+        raise ValueError(
+            f"exclude_from_weight_decay must be a list of variable names, got the string {names!r}; "
+            f"write [{names!r}]."
+        )
+    names = tuple(names or ())
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(
+                f"exclude_from_weight_decay must hold variable names such as 'gamma' or 'pos_embed', got "
+                f"{name!r}. A path ('blocks.0/norm1/gamma') matches nothing on the JAX backend, where Keras "
+                f"compares the bare variable name."
+            )
+    return names
+
+
+def _last_component(name):
+    """A pattern matching ``name`` as the last path component, with TensorFlow's suffixes or not."""
+    return rf"(?:^|/){re.escape(name)}(?:/replica_\d+)?(?::\d+)?$"
+
+
+class _KeepsExclusions:
+    """Mixin: exclusions as a constructor argument, saved in ``get_config``."""
+
+    def _set_exclusions(self, names):
+        self._no_decay_names = _check_names(names)
+        if self._no_decay_names:
+            self.exclude_from_weight_decay(var_names=[_last_component(n) for n in self._no_decay_names])
+
+    @property
+    def no_decay_names(self):
+        """The variable names this optimizer never decays."""
+        return self._no_decay_names
+
+    def get_config(self):
+        return {**super().get_config(), "exclude_from_weight_decay": list(self._no_decay_names)}
+
+
+@keras.saving.register_keras_serializable(package="tfvit")
+class AdamW(_KeepsExclusions, keras.optimizers.AdamW):
+    """``keras.optimizers.AdamW`` whose ``exclude_from_weight_decay`` names survive saving."""
+
+    def __init__(self, *args, exclude_from_weight_decay=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_exclusions(exclude_from_weight_decay)
+
+
+@keras.saving.register_keras_serializable(package="tfvit")
+class SGD(_KeepsExclusions, keras.optimizers.SGD):
+    """``keras.optimizers.SGD`` whose ``exclude_from_weight_decay`` names survive saving."""
+
+    def __init__(self, *args, exclude_from_weight_decay=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_exclusions(exclude_from_weight_decay)
+
+
+def build_optimizer(
+    name="adamw",
+    learning_rate=1e-3,
+    *,
+    weight_decay=None,
+    momentum=0.9,
+    nesterov=False,
+    clipnorm=None,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-8,
+    exclude_from_weight_decay=DEFAULT_NO_DECAY,
+    gradient_accumulation_steps=None,
+):
+    """Return an ``AdamW`` or ``SGD`` (subclasses of ``keras.optimizers.AdamW`` / ``SGD``).
+
+    Args:
+        name: ``"adamw"`` or ``"sgd"`` (case-insensitive).
+        learning_rate: a float or a ``LearningRateSchedule`` (evaluated at ``optimizer.iterations``).
+        weight_decay: decoupled decay wd in w <- w - lr * wd * w; ``None`` gives 0.05 for AdamW
+            (DeiT, Swin) and 1e-4 for SGD. Keras applies it the same way for SGD (decoupled, before the
+            momentum step), which differs from PyTorch's SGD that adds wd * w to the gradient.
+        momentum, nesterov: SGD only.
+        clipnorm: clip each variable's gradient to this L2 norm (``None``: no clipping).
+        beta_1, beta_2, epsilon: AdamW only; epsilon defaults to 1e-8 as in PyTorch and timm.
+        exclude_from_weight_decay: variable names (not paths) that are never decayed.
+        gradient_accumulation_steps: Keras's built-in accumulation (updates every N calls). A schedule
+            is wrapped in ``PerUpdateSchedule`` so that it still counts updates, not micro-batches.
+            ``tfvit.training.GradientAccumulationModel`` needs none of this: leave it ``None`` there.
+    """
+    key = name.lower() if isinstance(name, str) else None
+    if key not in _DEFAULT_WEIGHT_DECAY:
+        raise ValueError(f"name must be one of 'adamw', 'sgd', got {name!r}.")
+    learning_rate = _check_learning_rate(learning_rate)
+    decay = _DEFAULT_WEIGHT_DECAY[key] if weight_decay is None else _non_negative("weight_decay", weight_decay)
+    names = _check_names(exclude_from_weight_decay)
+    if clipnorm is not None:
+        ok = isinstance(clipnorm, numbers.Real) and not isinstance(clipnorm, bool)
+        if not ok or not 0.0 < float(clipnorm) < float("inf"):
+            raise ValueError(f"clipnorm must be a float > 0 or None, got {clipnorm!r}.")
+    if gradient_accumulation_steps is not None:
+        gradient_accumulation_steps = check.positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+        if gradient_accumulation_steps > 1 and isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            learning_rate = PerUpdateSchedule(learning_rate, gradient_accumulation_steps)
+
+    common = dict(
+        learning_rate=learning_rate, weight_decay=decay, clipnorm=clipnorm,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        exclude_from_weight_decay=names if decay > 0.0 else (),
+    )
+    if key == "adamw":
+        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{arg} must be a float in [0, 1), got {value!r}.")
+        if not isinstance(epsilon, numbers.Real) or not float(epsilon) > 0.0:
+            raise ValueError(f"epsilon must be a float > 0, got {epsilon!r}.")
+        return AdamW(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **common)
+    else:
+        if not isinstance(momentum, numbers.Real) or not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"momentum must be a float in [0, 1), got {momentum!r}.")
+        return SGD(momentum=momentum, nesterov=bool(nesterov), **common)

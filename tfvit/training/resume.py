@@ -1,0 +1,120 @@
+"""Resume after interruption: a killed run restarted with the same command continues from its last
+finished epoch and ends where an uninterrupted run would.
+
+Three things make that exact: (1) at the end of every epoch the model's variables (weights, BatchNorm
+statistics, the random-number state of dropout and stochastic depth), the optimizer's variables (step
+count, moments, loss scale) and the counters of callbacks such as EarlyStopping are written
+atomically; (2) on restart they are read back before the first step; (3) the data of epoch e depends
+only on (seed, e), so the restarted run sees the batches the interrupted one would have seen
+(``fit_resumable`` asks for the data starting at the epoch it resumes from).
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+STATE_FILE = "state.json"
+VARIABLES_FILE = "variables.npz"
+# Counters that Keras callbacks reset in on_train_begin and that a resumed run must keep.
+CALLBACK_COUNTERS = ("best", "wait", "best_epoch", "stopped_epoch")
+
+
+def resume_epoch(directory):
+    """The epoch a run saved in ``directory`` continues from (0 when nothing was saved)."""
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def _atomic_write(path, write):
+    tmp = path + ".tmp"
+    write(tmp)
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+
+
+class ResumableTraining(keras.callbacks.Callback):
+    """Save the training state after each epoch; restore it when training begins.
+
+    Put it last in the callback list, so that it restores callback counters after their own
+    ``on_train_begin`` has reset them and saves after they have updated at the end of the epoch.
+    ``callbacks``: the callbacks whose counters (best value, patience counter) are saved with it.
+    """
+
+    def __init__(self, directory, callbacks=()):
+        super().__init__()
+        self.directory = str(directory)
+        self.tracked_callbacks = [c for c in callbacks if c is not self]
+
+    def _variables(self):
+        return list(self.model.variables) + list(self.model.optimizer.variables)
+
+    def on_train_begin(self, logs=None):
+        state_path = os.path.join(self.directory, STATE_FILE)
+        if not os.path.exists(state_path):
+            return
+        with open(state_path) as f:
+            state = json.load(f)
+        optimizer = self.model.optimizer
+        if not optimizer.built:  # Keras creates the optimizer's variables at the first step; restore needs them now
+            optimizer.build(self.model.trainable_variables)
+        variables = self._variables()
+        with np.load(os.path.join(self.directory, VARIABLES_FILE)) as stored:
+            if len(stored.files) != len(variables):
+                raise ValueError(
+                    f"the saved state in {self.directory} holds {len(stored.files)} variables but this model "
+                    f"and optimizer have {len(variables)}: it was saved by a different configuration. "
+                    f"Use another run directory, or delete this one to start afresh."
+                )
+            for i, variable in enumerate(variables):
+                value = stored[f"v{i}"]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(f"saved variable {i} ({variable.path}) has shape {value.shape}, "
+                                     f"expected {tuple(variable.shape)}: different configuration.")
+                variable.assign(value)
+        for callback, counters in zip(self.tracked_callbacks, state["callbacks"]):
+            for name, value in counters.items():
+                setattr(callback, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        arrays = {f"v{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._variables())}
+        _atomic_write(os.path.join(self.directory, VARIABLES_FILE), lambda p: np.savez(open(p, "wb"), **arrays))
+        counters = [
+            {name: _plain(getattr(c, name)) for name in CALLBACK_COUNTERS if _plain(getattr(c, name, None)) is not None}
+            for c in self.tracked_callbacks
+        ]
+        state = {"epoch": epoch + 1, "callbacks": counters}
+        # The state file is written last: it is what says the epoch is complete.
+        _atomic_write(os.path.join(self.directory, STATE_FILE), lambda p: open(p, "w").write(json.dumps(state)))
+
+
+def _plain(value):
+    """A JSON-friendly number, or None for what is not one (weights, arrays)."""
+    if isinstance(value, (bool, int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    return None
+
+
+def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch, callbacks=(), **fit_kwargs):
+    """``model.fit`` that continues a run saved in ``directory``.
+
+    ``dataset_from_epoch(epoch)`` returns a batched ``tf.data.Dataset`` whose successive passes are
+    the epochs ``epoch``, ``epoch + 1``, ... and whose content depends only on fixed seeds and the
+    epoch (``tfvit.data.load(..., epoch=epoch)`` is such a dataset); each pass holds
+    ``steps_per_epoch`` batches. Returns the History of this call, or None if the run had already
+    finished.
+    """
+    start = resume_epoch(directory)
+    if start >= epochs:
+        return None
+    # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
+    stream = dataset_from_epoch(start).repeat()
+    callbacks = list(callbacks)
+    resume = ResumableTraining(directory, callbacks)
+    fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
+    return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     callbacks=callbacks + [resume], **fit_kwargs)

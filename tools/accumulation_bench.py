@@ -1,0 +1,120 @@
+"""Time per step and peak memory of gradient accumulation at one effective batch size.
+
+Compares tfvit's GradientAccumulationModel with steps = 1, 2, 4, 8 and Keras's optimizer-side
+``gradient_accumulation_steps`` (fed micro-batches, so one effective batch costs N of its steps),
+all at the same effective batch. Each measurement runs in a fresh child process (so peak memory is
+that configuration's alone) and the configurations are interleaved round by round (A B C ... A B C)
+so that a noisy machine slows them alike; the table reports medians over rounds.
+
+    python tools/accumulation_bench.py [--model swin_cifar_patch2_window4_32] [--batch 256] [--rounds 3]
+
+Peak memory is the resident set size of the child, sampled every 5 ms during the timed steps
+(psutil); "training memory" is that peak minus the resident size just before the first step, i.e.
+what the steps themselves added (activations, gradients, optimizer state, compiled code).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child(args):
+    sys.path.insert(0, ROOT)
+    import keras
+    import numpy as np
+    import psutil
+    import tensorflow as tf
+
+    import tfvit
+    from tfvit.training import GradientAccumulationModel
+
+    keras.utils.set_random_seed(0)
+    model = tfvit.create_model(args.model, num_classes=10)
+    rng = np.random.default_rng(0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if args.mode == "keras":
+        batch, calls = args.batch // args.accum, args.accum  # one effective batch = N optimizer calls
+        trainer = model
+        trainer.compile(optimizer=keras.optimizers.AdamW(1e-3, gradient_accumulation_steps=args.accum), loss=loss,
+                        jit_compile=args.jit)
+    else:
+        batch, calls = args.batch, 1
+        trainer = GradientAccumulationModel(model, steps=args.accum) if args.accum > 1 else model
+        trainer.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, jit_compile=args.jit)
+    x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, batch))
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    for _ in range(args.warmup * calls):
+        trainer.train_on_batch(x, y)
+    peak, stop = [process.memory_info().rss], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    for _ in range(args.steps * calls):
+        trainer.train_on_batch(x, y)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    print(json.dumps({"step_time": elapsed / args.steps, "peak_mb": peak[0] / 2**20,
+                      "training_mb": (peak[0] - baseline) / 2**20}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="swin_cifar_patch2_window4_32")
+    parser.add_argument("--batch", type=int, default=256, help="effective batch size")
+    parser.add_argument("--accum", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--keras-accum", type=int, default=4, help="steps for Keras's optimizer accumulation (0: skip)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="timed effective-batch steps per measurement")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-jit", dest="jit", action="store_false", help="without XLA (default: jit_compile=True)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="tfvit", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.accum = args.accum[0]
+        return child(args)
+
+    configs = [("tfvit", n) for n in args.accum] + ([("keras", args.keras_accum)] if args.keras_accum else [])
+    results = {c: [] for c in configs}
+    for round_ in range(args.rounds):
+        for mode, accum in configs:
+            command = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode, "--accum", str(accum),
+                       "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup)] + ([] if args.jit else ["--no-jit"])
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            results[(mode, accum)].append(json.loads(out.strip().splitlines()[-1]))
+            print(f"round {round_ + 1}/{args.rounds}: {mode} accum {accum} done", file=sys.stderr, flush=True)
+
+    median = lambda key, c: statistics.median(r[key] for r in results[c])
+    reference = ("tfvit", 1) if ("tfvit", 1) in results else configs[0]
+    print(f"\n{args.model}, effective batch {args.batch}, jit_compile={args.jit}, {args.rounds} interleaved rounds "
+          f"(medians)\n")
+    print("| implementation | accum | micro-batch | s/step | vs accum 1 | peak RSS MB | training MB | vs accum 1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in configs:
+        mode, accum = c
+        print(f"| {'tfvit GradientAccumulationModel' if mode == 'tfvit' else 'Keras optimizer accumulation'} "
+              f"| {accum} | {-(-args.batch // accum)} | {median('step_time', c):.3f} "
+              f"| {median('step_time', c) / median('step_time', reference):.2f} | {median('peak_mb', c):.0f} "
+              f"| {median('training_mb', c):.0f} | {median('training_mb', c) / median('training_mb', reference):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
