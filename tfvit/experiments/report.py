@@ -1,0 +1,94 @@
+"""Tables and figures of a study's runs: CSV, JSON, Markdown and a PNG.
+
+The table columns are the GAO study's (../shared/seeds/002): dataset, batch, accumulation steps,
+learning rate, epochs, train and test accuracy, test loss, time per epoch and per step, plus peak
+memory. The figure follows its figures 3-6: accuracy per epoch for every run (test solid, train
+dashed) and the time per epoch of each run.
+"""
+
+import csv
+import json
+import os
+
+COLUMNS = [
+    ("dataset", lambda r: r["config"]["dataset"]),
+    ("model", lambda r: r["config"]["model"]),
+    ("run", lambda r: r["group"]),
+    ("batch", lambda r: r["config"]["batch_size"]),
+    ("micro-batch", lambda r: r["micro_batch"]),
+    ("accum", lambda r: r["config"]["accum"]),
+    ("lr", lambda r: f"{r['config']['learning_rate']:.3g}"),
+    ("epochs", lambda r: r["epochs_run"]),
+    ("train acc", lambda r: f"{r['train_accuracy']:.4f}"),
+    ("test acc", lambda r: f"{r['test_accuracy']:.4f}"),
+    ("test loss", lambda r: f"{r['test_loss']:.4f}"),
+    ("time/epoch (s)", lambda r: f"{r['time_per_epoch']:.1f}"),
+    ("time/step (s)", lambda r: f"{r['time_per_step']:.3f}"),
+    ("peak memory (MB)", lambda r: f"{r['peak_memory_mb']:.0f}"),
+]
+
+
+def rows(results):
+    return [[str(value(r)) for _, value in COLUMNS] for r in results]
+
+
+def markdown_table(results):
+    header = [name for name, _ in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def write_tables(results, out_dir, stem="results"):
+    """Write ``stem``.csv, .json (full results, curves included) and .md; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("csv", "json", "md")}
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([name for name, _ in COLUMNS])
+        writer.writerows(rows(results))
+    with open(paths["json"], "w") as f:
+        json.dump(results, f, indent=2)
+    with open(paths["md"], "w") as f:
+        f.write(markdown_table(results) + "\n")
+    return paths
+
+
+def plot_runs(results, path, title=""):
+    """Accuracy per epoch of every run (test solid, train dashed) and time per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in CI
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (curves, times) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    labels = []
+    for i, r in enumerate(results):
+        label = f"{r['group'] or 'run'}: b{r['config']['batch_size']} acc{r['config']['accum']} " \
+                f"lr{r['config']['learning_rate']:.2g} e{r['config']['epochs']}"
+        labels.append(label)
+        history = r["history"]
+        epochs = [int(e) + 1 for e in history.get("epoch", [])]
+        color = f"C{i % 10}"
+        curves.plot(epochs, history.get("val_accuracy", []), color=color, marker="o", ms=3, label=f"{label} test")
+        curves.plot(epochs, history.get("accuracy", []), color=color, ls="--", alpha=0.7, label=f"{label} train")
+    curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("accuracy")
+    curves.set_title("accuracy per epoch (solid: test, dashed: train)")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7)
+    positions = range(len(results))
+    times.barh(list(positions), [r["time_per_epoch"] for r in results], color=[f"C{i % 10}" for i in positions])
+    times.set_yticks(list(positions), labels, fontsize=7)
+    times.invert_yaxis()
+    times.set_xlabel("seconds per epoch")
+    times.set_title("time per epoch")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
