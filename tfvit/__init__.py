@@ -5,8 +5,8 @@
     tfvit.list_models("vit_*")
 """
 
-from tfvit import layers, models
+from tfvit import data, layers, models, training
 from tfvit.models import create_model, list_models, stats
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "layers", "list_models", "models", "stats", "__version__"]
+__all__ = ["create_model", "data", "layers", "list_models", "models", "stats", "training", "__version__"]

@@ -123,13 +123,12 @@ def run(config, logdir="logs", verbose=1):
     def loader(split, **kwargs):
         limit = config.limit_train if split == "train" else config.limit_test
         return tfdata.load(config.dataset, split, config.batch_size, image_size=image_size, channels=channels,
-                           seed=config.seed, limit=limit or None, **kwargs)
+                           seed=config.seed, limit=limit or None, one_hot=True, **kwargs)
 
     augment = config.augment or None
     test = loader("test")
     steps_per_epoch = int(loader("train", augment=augment).cardinality())
     num_train = len(tfdata.load_arrays(config.dataset, "train", limit=config.limit_train or None)[1])
-    one_hot = lambda x, y: (x, y if y.shape.rank == 2 else keras.ops.one_hot(y, info.num_classes))
 
     schedule = WarmupCosineDecay(
         config.learning_rate, total_steps=config.epochs * steps_per_epoch,
@@ -150,12 +149,12 @@ def run(config, logdir="logs", verbose=1):
     )
     started = time.perf_counter()
     fit_resumable(
-        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch).map(one_hot), config.epochs,
+        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs,
         os.path.join(run_dir, "resume"), steps_per_epoch, callbacks=callbacks,
-        validation_data=test.map(one_hot), verbose=verbose,
+        validation_data=test, verbose=verbose,
     )
     wall = time.perf_counter() - started
-    test_loss, test_accuracy = trainer.evaluate(test.map(one_hot), verbose=0)
+    test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
     history = _history(run_dir)
     stats = tfvit.stats(model)
     result = {

@@ -1,5 +1,14 @@
-"""Training: exact gradient accumulation, optimizers and schedules, precision, callbacks."""
+"""Training: exact gradient accumulation, optimizers and schedules, precision, callbacks, resume."""
 
 from tfvit.training.accumulation import GradientAccumulationModel
+from tfvit.training.callbacks import StepScalars, TrainingSpeed, log_hparams, standard_callbacks
+from tfvit.training.optimizers import DEFAULT_NO_DECAY, build_optimizer
+from tfvit.training.precision import precision, set_precision
+from tfvit.training.resume import ResumableTraining, fit_resumable, resume_epoch
+from tfvit.training.schedules import PerUpdateSchedule, WarmupCosineDecay, scaled_learning_rate, steps_per_epoch
 
-__all__ = ["GradientAccumulationModel"]
+__all__ = [
+    "DEFAULT_NO_DECAY", "GradientAccumulationModel", "PerUpdateSchedule", "ResumableTraining", "StepScalars",
+    "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable", "log_hparams", "precision",
+    "resume_epoch", "scaled_learning_rate", "set_precision", "standard_callbacks", "steps_per_epoch",
+]
