@@ -65,6 +65,12 @@ class GradientAccumulationModel(keras.Model):
     """
 
     def __init__(self, model, steps=1, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                f"GradientAccumulationModel's train step is written for the TensorFlow backend; the Keras backend "
+                f"is {keras.backend.backend()!r}. Use KERAS_BACKEND=tensorflow, or Keras's optimizer-side "
+                f"gradient_accumulation_steps on other backends."
+            )
         if not isinstance(model, keras.layers.Layer):
             raise ValueError(f"model must be a Keras model, got {type(model).__name__}.")
         if isinstance(steps, bool) or not isinstance(steps, int):
