@@ -16,22 +16,24 @@ what the steps themselves added (activations, gradients, optimizer state, compil
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import interleaved  # noqa: E402
+from measure import median as measure_median  # noqa: E402
 
 
 def child(args):
     sys.path.insert(0, ROOT)
     import keras
     import numpy as np
-    import psutil
     import tensorflow as tf
+
+    from measure import PeakResidentMemory, resident_mb
 
     import tfvit
     from tfvit.training import GradientAccumulationModel
@@ -51,27 +53,15 @@ def child(args):
         trainer.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, jit_compile=args.jit)
     x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, batch))
-    process = psutil.Process()
-    baseline = process.memory_info().rss
+    baseline = resident_mb()
     for _ in range(args.warmup * calls):
         trainer.train_on_batch(x, y)
-    peak, stop = [process.memory_info().rss], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    for _ in range(args.steps * calls):
-        trainer.train_on_batch(x, y)
-    elapsed = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    print(json.dumps({"step_time": elapsed / args.steps, "peak_mb": peak[0] / 2**20,
-                      "training_mb": (peak[0] - baseline) / 2**20}))
+    with PeakResidentMemory(baseline_mb=baseline) as memory:
+        start = time.perf_counter()
+        for _ in range(args.steps * calls):
+            trainer.train_on_batch(x, y)
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"step_time": elapsed / args.steps, "peak_mb": memory.peak_mb, "training_mb": memory.added_mb}))
 
 
 def main():
@@ -92,17 +82,12 @@ def main():
         return child(args)
 
     configs = [("tfvit", n) for n in args.accum] + ([("keras", args.keras_accum)] if args.keras_accum else [])
-    results = {c: [] for c in configs}
-    for round_ in range(args.rounds):
-        for mode, accum in configs:
-            command = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode, "--accum", str(accum),
-                       "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
-                       "--warmup", str(args.warmup)] + ([] if args.jit else ["--no-jit"])
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            results[(mode, accum)].append(json.loads(out.strip().splitlines()[-1]))
-            print(f"round {round_ + 1}/{args.rounds}: {mode} accum {accum} done", file=sys.stderr, flush=True)
-
-    median = lambda key, c: statistics.median(r[key] for r in results[c])
+    commands = [((mode, accum), [os.path.abspath(__file__), "--child", "--mode", mode, "--accum", str(accum),
+                                 "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
+                                 "--warmup", str(args.warmup)] + ([] if args.jit else ["--no-jit"]))
+                for mode, accum in configs]
+    results = interleaved(commands, args.rounds)
+    median = lambda key, c: measure_median(results[c], key)
     reference = ("tfvit", 1) if ("tfvit", 1) in results else configs[0]
     print(f"\n{args.model}, effective batch {args.batch}, jit_compile={args.jit}, {args.rounds} interleaved rounds "
           f"(medians)\n")

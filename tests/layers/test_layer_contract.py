@@ -21,6 +21,9 @@ CASES = {
     "SwinStage": (lambda: layers.SwinStage(2, 2, 16, window_size=2, downsample=True), (2, 6, 6, 8)),
     "PatchMerging": (lambda: layers.PatchMerging(), (2, 5, 5, 8)),
     "TokenPooling": (lambda: layers.TokenPooling("mean"), (2, 5, 8)),
+    "PerformerAttention": (lambda: layers.PerformerAttention(2, num_features=8, seed=0), (2, 5, 8)),
+    "NeighborhoodAttention2D": (lambda: layers.NeighborhoodAttention2D(2, kernel_size=3), (2, 16, 8)),
+    "LocalAttention1D": (lambda: layers.LocalAttention1D(2, window=3), (2, 7, 8)),
 }
 
 
@@ -62,7 +65,8 @@ def test_mixed_precision_outputs(name, policy, tolerance):
     np.testing.assert_allclose(out, expected, atol=tolerance * scale)
 
 
-@pytest.mark.parametrize("name", ["MultiHeadSelfAttention", "TransformerBlock", "WindowAttention", "SwinBlock"])
+@pytest.mark.parametrize("name", ["MultiHeadSelfAttention", "TransformerBlock", "WindowAttention", "SwinBlock",
+                                  "NeighborhoodAttention2D", "LocalAttention1D"])
 def test_softmax_runs_in_float32_under_mixed_precision(name, monkeypatch):
     # (Normalisation uses keras.layers.LayerNormalization, which computes in float32 by itself.)
     seen = []

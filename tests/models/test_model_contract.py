@@ -76,7 +76,7 @@ def test_mixed_precision_model_is_close_to_float32(name, policy, tolerance):
     out = mixed(x)
     compute = policy.split("_")[1]
     assert out.dtype == "float32"  # logits come out in float32 for the loss
-    assert all(w.dtype == "float32" for w in mixed.weights)
+    assert all(w.dtype == "float32" for w in mixed.weights if "float" in w.dtype)
     assert mixed.get_layer("patch_embed").compute_dtype == compute
     assert mixed.get_layer("norm").compute_dtype == compute
     assert np.isfinite(out.numpy()).all()

@@ -92,3 +92,39 @@ def plot_runs(results, path, title=""):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_study(results, path, title=""):
+    """Validation accuracy per epoch of each model, and a speed/accuracy scatter, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (curves, scatter) = plt.subplots(1, 2, figsize=(13, 5))
+    for i, r in enumerate(results):
+        history = r["history"]
+        epochs = [int(e) + 1 for e in history.get("epoch", [])]
+        style = "-" if i < 10 else "--"
+        curves.plot(epochs, history.get("val_accuracy", []), style, color=f"C{i % 10}", label=r["group"] or r["name"])
+        scatter.scatter(1000 * r["time_per_step"], r["test_accuracy"], color=f"C{i % 10}", s=40)
+        scatter.annotate(r["group"] or r["name"], (1000 * r["time_per_step"], r["test_accuracy"]), fontsize=7,
+                         xytext=(4, 3), textcoords="offset points")
+    curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("validation accuracy")
+    curves.set_title("validation accuracy per epoch")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7, ncol=2)
+    scatter.set_xlabel("time per step (ms)")
+    scatter.set_ylabel("final validation accuracy")
+    scatter.set_title("speed and accuracy")
+    scatter.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -8,6 +8,7 @@ continues an interrupted run, and returns a finished run's result without traini
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -71,6 +72,10 @@ class RunConfig:
             parts.append(f"dp{self.drop_path:g}")
         if self.limit_train:
             parts.append(f"n{self.limit_train}")
+        # The readable parts leave some settings out; the digest of all of them keeps two configurations
+        # from ever sharing a run directory (and so a resume state or a result).
+        settings = json.dumps({k: v for k, v in dataclasses.asdict(self).items() if k != "group"}, sort_keys=True)
+        parts.append(hashlib.sha1(settings.encode()).hexdigest()[:6])
         return "-".join(parts)
 
 

@@ -4,8 +4,10 @@ from tfvit.layers.attention import MultiHeadSelfAttention, exact_attention
 from tfvit.layers.blocks import TransformerBlock
 from tfvit.layers.drop_path import DropPath
 from tfvit.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resize_position_embedding
+from tfvit.layers.local import LocalAttention1D, NeighborhoodAttention2D, local_attention_1d, neighborhood_attention_2d
 from tfvit.layers.mlp import MLP
 from tfvit.layers.patch_merging import PatchMerging
+from tfvit.layers.performer import PerformerAttention, favor_attention, random_projection
 from tfvit.layers.pooling import TokenPooling
 from tfvit.layers.swin_block import SwinBlock, SwinStage, effective_window
 from tfvit.layers.window import (
@@ -17,8 +19,10 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "DropPath", "MLP", "MultiHeadSelfAttention", "PatchEmbedding", "PatchMerging",
-    "PositionEmbedding", "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention",
-    "effective_window", "exact_attention", "relative_position_index", "resize_position_embedding",
-    "shifted_window_mask", "window_partition", "window_reverse",
+    "ClassToken", "DropPath", "LocalAttention1D", "MLP", "MultiHeadSelfAttention", "NeighborhoodAttention2D",
+    "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding", "SwinBlock", "SwinStage",
+    "TokenPooling", "TransformerBlock", "WindowAttention", "effective_window", "exact_attention",
+    "favor_attention", "local_attention_1d", "neighborhood_attention_2d", "random_projection",
+    "relative_position_index", "resize_position_embedding", "shifted_window_mask", "window_partition",
+    "window_reverse",
 ]

@@ -90,3 +90,19 @@ register_model("swin_mnist_patch2_window4_28", SwinTransformer,
                "Swin for 28x28 grayscale (MNIST): grids 14/7/4 (padded to the window), widths 64/128/256",
                image_size=28, in_channels=1, num_classes=10, patch_size=2, window_size=4, embed_dim=64,
                depths=(2, 2, 4), num_heads=(2, 4, 8), drop_path_rate=0.1)
+
+# The Performer study's models (../shared/seeds/003): the small ViTs above with each token mixer.
+# Random features are redrawn every 1000 training steps; the local kinds see 5x5 patches (2D) or
+# +/-12 positions (1D, 25 tokens: as many as the 5x5 neighbourhood).
+STUDY_ATTENTION = {
+    **{f"performer_{kernel}_{m}": (f"performer_{kernel}", {"num_features": m, "redraw_interval": 1000})
+       for kernel in ("relu", "softmax") for m in (16, 32, 64, 128)},
+    "local2d": ("local2d", {"kernel_size": 5}),
+    "local1d": ("local1d", {"window": 25}),
+}
+for _base in ("vit_cifar_patch4_32", "vit_mnist_patch4_28"):
+    _, _description, _config = model_config(_base)
+    for _variant, (_kind, _kwargs) in STUDY_ATTENTION.items():
+        _local = dict(class_token=False, pooling="mean") if _kind.startswith("local") else {}
+        register_model(f"{_base}_{_variant}", VisionTransformer, f"{_description}, {_variant} attention",
+                       **_config, attention=_kind, attention_kwargs=_kwargs, **_local)

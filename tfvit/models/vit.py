@@ -12,6 +12,7 @@ import numpy as np
 
 from tfvit import _validation as check
 from tfvit.layers import ClassToken, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
+from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind
 from tfvit.models.base import ImageClassifier
 
 
@@ -20,13 +21,16 @@ class VisionTransformer(ImageClassifier):
     """ViT image classifier on (B, H, W, C) images; returns float32 logits (B, num_classes).
 
     ``num_classes=0`` drops the head and returns the pooled features. ``drop_path_rate`` is the
-    stochastic-depth rate of the last block, increasing linearly from 0 at the first.
+    stochastic-depth rate of the last block, increasing linearly from 0 at the first. ``attention``
+    picks the token mixer of every block ("global", "performer_softmax", "performer_relu",
+    "local2d", "local1d"; see ``tfvit.models.attention_kinds``), ``attention_kwargs`` its options
+    (e.g. ``{"num_features": 64}``, ``{"kernel_size": 5}``).
     """
 
     def __init__(self, image_size=224, patch_size=16, in_channels=3, num_classes=1000, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, qkv_bias=True, class_token=True, pooling="token", dropout=0.0,
                  attention_dropout=0.0, drop_path_rate=0.0, norm_epsilon=1e-6, classifier_activation=None,
-                 dtype=None, name="vision_transformer", **kwargs):
+                 attention="global", attention_kwargs=None, dtype=None, name="vision_transformer", **kwargs):
         image_size = check.as_pair("image_size", image_size)
         patch_size = check.as_pair("patch_size", patch_size)
         check.positive_int("in_channels", in_channels)
@@ -36,12 +40,20 @@ class VisionTransformer(ImageClassifier):
         check.rate("drop_path_rate", drop_path_rate)
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0: no head), got {num_classes}.")
+        check_attention_kind(attention)
+        attention_kwargs = dict(attention_kwargs or {})
+        if attention in LOCAL_KINDS and class_token:
+            raise ValueError(
+                f"attention={attention!r} works on the patch grid alone: build it with class_token=False "
+                f"and pooling='mean'."
+            )
         config = dict(
             image_size=image_size, patch_size=patch_size, in_channels=in_channels, num_classes=num_classes,
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
             class_token=class_token, pooling=pooling, dropout=dropout, attention_dropout=attention_dropout,
             drop_path_rate=drop_path_rate, norm_epsilon=norm_epsilon,
-            classifier_activation=classifier_activation, dtype=dtype,
+            classifier_activation=classifier_activation, attention=attention, attention_kwargs=attention_kwargs,
+            dtype=dtype,
         )
         grid = (image_size[0] // patch_size[0], image_size[1] // patch_size[1])
         prefix = 1 if class_token else 0
@@ -54,10 +66,13 @@ class VisionTransformer(ImageClassifier):
         x = PositionEmbedding(grid, num_prefix_tokens=prefix, dtype=dtype, name="pos_embed")(x)
         x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth)):
+            mixer = build_attention(
+                attention, num_heads, grid, qkv_bias=qkv_bias, dropout=dropout,
+                attention_dropout=attention_dropout, dtype=dtype, **attention_kwargs,
+            )
             x = TransformerBlock(
-                num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, dropout=dropout,
-                attention_dropout=attention_dropout, drop_path=float(rate), norm_epsilon=norm_epsilon,
-                dtype=dtype, name=f"blocks.{i}",
+                attention=mixer, mlp_ratio=mlp_ratio, dropout=dropout, drop_path=float(rate),
+                norm_epsilon=norm_epsilon, dtype=dtype, name=f"blocks.{i}",
             )(x)
         x = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
         x = pooling_layer(x)

@@ -1,0 +1,71 @@
+"""Rerun the Performer study (../shared/seeds/003): Performer-ReLU / -softmax with m = 16..128 random
+features, global attention, Swin, and 2D / 1D local attention, as its Tables 1 and 2.
+
+    python recipes/performer_study.py --dataset mnist --epochs 60
+    python recipes/performer_study.py --dataset cifar10 --models performer_softmax_64,global,local2d,local1d
+    tensorboard --logdir logs
+
+Writes, under <logdir>/performer_study/<dataset>/: one TensorBoard run per model, results.csv /
+.json / .md, study_table.md (the study's layout, its published figures beside ours) and study.png
+(validation curves and a speed/accuracy scatter). Interrupted runs continue with the same command.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfvit.experiments import RunConfig, plot_study, run, write_tables  # noqa: E402
+from tfvit.experiments import performer  # noqa: E402
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(performer.DEFAULT_MODELS),
+                   help=f"comma-separated, from: {', '.join(performer.DEFAULT_MODELS)} (default: all)")
+    p.add_argument("--dataset", choices=sorted(performer.BASES), default="mnist")
+    p.add_argument("--epochs", type=int, default=60, help="epochs per model (the study: 60)")
+    p.add_argument("--swin-epochs", type=int, default=50, help="epochs for swin (the study: 50)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--data-dir", help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")
+    p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32")
+    p.add_argument("--jit", action="store_true", help="compile train steps with XLA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--logdir", default="logs")
+    p.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
+    p.add_argument("--limit-test", type=int, default=0, help="use only the first N test images")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        performer.registry_name(m, args.dataset)  # unknown names fail before any training
+    if args.data_dir:
+        os.environ["TFVIT_DATA_DIR"] = args.data_dir
+    base = RunConfig(dataset=args.dataset, model="", batch_size=args.batch_size, epochs=args.epochs,
+                     learning_rate=args.lr, precision=args.precision, jit=args.jit, seed=args.seed,
+                     limit_train=args.limit_train, limit_test=args.limit_test)
+    runs = performer.plan(base, models, swin_epochs=args.swin_epochs)
+    out_dir = os.path.join(args.logdir, "performer_study", args.dataset)
+    results = []
+    for i, config in enumerate(runs, 1):
+        print(f"\n[{i}/{len(runs)}] {config.group}: {config.name}", flush=True)
+        results.append(run(config, logdir=out_dir, verbose=args.verbose))
+    paths = write_tables(results, out_dir)
+    table = performer.study_table(results)
+    with open(os.path.join(out_dir, "study_table.md"), "w") as f:
+        f.write(table + "\n")
+    figure = plot_study(results, os.path.join(out_dir, "study.png"), title=f"Attention variants on {args.dataset}")
+    print("\n" + table + "\n")
+    print(f"tables: {os.path.join(out_dir, 'study_table.md')}, {paths['csv']}, {paths['md']}\nfigure: {figure}\n"
+          f"curves: tensorboard --logdir {args.logdir}")
+
+
+if __name__ == "__main__":
+    main()

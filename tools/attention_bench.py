@@ -1,0 +1,109 @@
+"""Forward+backward time and peak memory of one attention layer as the sequence grows.
+
+Layers: global (MultiHeadSelfAttention), Performer softmax with m = 64 and 256 random features,
+Performer ReLU (m = 64), 2D neighbourhood attention (k = 7) and 1D local attention (window 49,
+the same number of keys as 7x7), each on N = 64, 256, 1024, 4096 tokens (square grids), 4 heads of
+64 channels. Every (layer, N) runs in its own child process, interleaved round by round; the table
+gives medians, and the crossover N from which Performer is faster than global attention.
+
+    python tools/attention_bench.py [--batch 4] [--rounds 2] [--tokens 64 256 1024 4096]
+
+Memory is the child's peak resident set size during the timed steps minus its size before the
+first step (psutil, 5 ms sampling): what the layer's forward and backward pass allocate.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import interleaved, median  # noqa: E402
+
+LAYERS = {
+    "global": lambda L, heads: L.MultiHeadSelfAttention(heads, use_fused_attention=False),
+    "performer_softmax_m64": lambda L, heads: L.PerformerAttention(heads, kernel="softmax", num_features=64, seed=0),
+    "performer_softmax_m256": lambda L, heads: L.PerformerAttention(heads, kernel="softmax", num_features=256, seed=0),
+    "performer_relu_m64": lambda L, heads: L.PerformerAttention(heads, kernel="relu", num_features=64, seed=0),
+    "local2d_k7": lambda L, heads: L.NeighborhoodAttention2D(heads, kernel_size=7),
+    "local1d_w49": lambda L, heads: L.LocalAttention1D(heads, window=49),
+}
+
+
+def child(args):
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    import tensorflow as tf
+
+    from measure import PeakResidentMemory, resident_mb
+    from tfvit import layers
+
+    layer = LAYERS[args.layer](layers, args.heads)
+    x = tf.constant(np.random.default_rng(0).normal(size=(args.batch, args.tokens, args.heads * 64)).astype("float32"))
+    layer(x)
+
+    @tf.function(jit_compile=args.jit)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+        return tape.gradient(loss, [x] + layer.trainable_weights)
+
+    baseline = resident_mb()
+    for _ in range(args.warmup):
+        tf.nest.map_structure(lambda t: t.numpy(), step(x))
+    with PeakResidentMemory(baseline_mb=baseline) as memory:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            tf.nest.map_structure(lambda t: t.numpy(), step(x))
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"ms": 1000 * elapsed / args.steps, "mb": memory.added_mb}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--tokens", type=int, nargs="+", default=[64, 256, 1024, 4096])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--layer", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.tokens = args.tokens[0]
+        return child(args)
+
+    commands = [((layer, n), [os.path.abspath(__file__), "--child", "--layer", layer, "--tokens", str(n),
+                              "--batch", str(args.batch), "--heads", str(args.heads), "--steps", str(args.steps),
+                              "--warmup", str(args.warmup)] + (["--jit"] if args.jit else []))
+                for n in args.tokens for layer in args.layers]
+    results = interleaved(commands, args.rounds)
+    print(f"\nOne attention layer, forward + backward, batch {args.batch}, {args.heads} heads x 64 channels, "
+          f"jit_compile={args.jit}, medians of {args.rounds} interleaved rounds\n")
+    print("| layer | " + " | ".join(f"N={n} ms | N={n} MB" for n in args.tokens) + " |")
+    print("|---|" + "---|---|" * len(args.tokens))
+    for layer in args.layers:
+        cells = [f"{median(results[layer, n], 'ms'):.1f} | {median(results[layer, n], 'mb'):.0f}" for n in args.tokens]
+        print(f"| {layer} | " + " | ".join(cells) + " |")
+    if "global" in args.layers:
+        print()
+        for layer in (l for l in args.layers if l.startswith("performer")):
+            faster = [n for n in args.tokens if median(results[layer, n], "ms") < median(results["global", n], "ms")]
+            crossover = min(faster) if faster else None
+            n = max(args.tokens)
+            speed = median(results["global", n], "ms") / median(results[layer, n], "ms")
+            memory = median(results["global", n], "mb") / max(median(results[layer, n], "mb"), 1e-9)
+            print(f"{layer}: faster than global from N={crossover}; at N={n}: {speed:.1f}x faster, "
+                  f"{memory:.1f}x less memory")
+
+
+if __name__ == "__main__":
+    main()
