@@ -36,7 +36,8 @@ def main(argv=None):
             tfvit.models.model_config(pattern)  # raises a ValueError with suggestions
         names += [n for n in found if n not in names]
 
-    header = f"{'model':<32} {'input':>10} {'classes':>7} {'params (M)':>11} {'GMACs':>8}  description"
+    width = max([len("model")] + [len(n) for n in names])
+    header = f"{'model':<{width}} {'input':>10} {'classes':>7} {'params (M)':>11} {'GMACs':>8}  description"
     print(header)
     print("-" * len(header))
     for name in names:
@@ -47,7 +48,7 @@ def main(argv=None):
         _, description, _ = tfvit.models.model_config(name)
         size = "x".join(str(s) for s in result.input_shape)
         classes = model.output_shape[-1]
-        print(f"{name:<32} {size:>10} {classes:>7} {result.params / 1e6:>11.2f} {result.macs / 1e9:>8.3f}  {description}",
+        print(f"{name:<{width}} {size:>10} {classes:>7} {result.params / 1e6:>11.2f} {result.macs / 1e9:>8.3f}  {description}",
               flush=True)
         if args.summary:
             model.summary(line_length=120)
