@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfvit.experiments import RunConfig, plot_runs, run, write_tables  # noqa: E402
+from tfvit.experiments import RunConfig, plot_runs, run_all, write_tables  # noqa: E402
 from tfvit.experiments import gao  # noqa: E402
 
 
@@ -69,10 +69,7 @@ def main(argv=None):
     runs = gao.plan(base, args.accum, compare=args.compare, baseline=args.baseline, lr_scaling=args.lr_scaling,
                     sweep=args.sweep)
     out_dir = os.path.join(args.logdir, "gao_swin", args.dataset)
-    results = []
-    for i, config in enumerate(runs, 1):
-        print(f"\n[{i}/{len(runs)}] {config.group}: {config.name}", flush=True)
-        results.append(run(config, logdir=out_dir, verbose=args.verbose))
+    results = run_all(runs, out_dir, verbose=args.verbose)
     paths = write_tables(results, out_dir)
     pairs = gao.comparisons(results)
     with open(os.path.join(out_dir, "comparison.md"), "w") as f:

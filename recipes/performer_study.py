@@ -17,7 +17,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfvit.experiments import RunConfig, plot_study, run, write_tables  # noqa: E402
+from tfvit.experiments import RunConfig, plot_study, run_all, write_tables  # noqa: E402
 from tfvit.experiments import performer  # noqa: E402
 
 
@@ -53,10 +53,7 @@ def main(argv=None):
                      limit_train=args.limit_train, limit_test=args.limit_test)
     runs = performer.plan(base, models, swin_epochs=args.swin_epochs)
     out_dir = os.path.join(args.logdir, "performer_study", args.dataset)
-    results = []
-    for i, config in enumerate(runs, 1):
-        print(f"\n[{i}/{len(runs)}] {config.group}: {config.name}", flush=True)
-        results.append(run(config, logdir=out_dir, verbose=args.verbose))
+    results = run_all(runs, out_dir, verbose=args.verbose)
     paths = write_tables(results, out_dir)
     table = performer.study_table(results)
     with open(os.path.join(out_dir, "study_table.md"), "w") as f:

@@ -1,6 +1,6 @@
 """Study runs: a run configuration -> measured results -> tables and figures. Recipes wire these."""
 
 from tfvit.experiments.report import markdown_table, plot_runs, plot_study, write_tables
-from tfvit.experiments.run import RunConfig, run
+from tfvit.experiments.run import RunConfig, run, run_all
 
-__all__ = ["RunConfig", "markdown_table", "plot_runs", "plot_study", "run", "write_tables"]
+__all__ = ["RunConfig", "markdown_table", "plot_runs", "plot_study", "run", "run_all", "write_tables"]

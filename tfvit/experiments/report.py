@@ -54,6 +54,18 @@ def write_tables(results, out_dir, stem="results"):
     return paths
 
 
+def _save(fig, path, title):
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_runs(results, path, title=""):
     """Accuracy per epoch of every run (test solid, train dashed) and time per epoch, as a PNG."""
     import matplotlib
@@ -85,13 +97,7 @@ def plot_runs(results, path, title=""):
     times.invert_yaxis()
     times.set_xlabel("seconds per epoch")
     times.set_title("time per epoch")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def plot_study(results, path, title=""):
@@ -121,10 +127,4 @@ def plot_study(results, path, title=""):
     scatter.set_ylabel("final validation accuracy")
     scatter.set_title("speed and accuracy")
     scatter.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)

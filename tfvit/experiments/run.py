@@ -187,3 +187,12 @@ def run(config, logdir="logs", verbose=1):
         json.dump(result, f, indent=2)
     set_precision("float32")
     return result
+
+
+def run_all(configs, logdir, verbose=1):
+    """``run`` each configuration in turn, announcing it; returns the results in order."""
+    results = []
+    for i, config in enumerate(configs, 1):
+        print(f"\n[{i}/{len(configs)}] {config.group}: {config.name}", flush=True)
+        results.append(run(config, logdir=logdir, verbose=verbose))
+    return results

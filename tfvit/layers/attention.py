@@ -31,8 +31,64 @@ def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
     return (out, weights) if return_weights else out
 
 
+class FusedSelfAttention(keras.layers.Layer):
+    """The shell every tfvit self-attention layer shares: a fused ``qkv`` projection (output channels
+    ordered (3, heads, key_dim) as in timm), an output projection ``proj`` and its dropout. Subclasses
+    compute the attention between ``split_heads`` and ``merge_heads``.
+
+    ``key_dim``: channels per head; None gives D // num_heads (num_heads must then divide D).
+    """
+
+    def __init__(self, num_heads, key_dim=None, qkv_bias=True, projection_dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = check.positive_int("num_heads", num_heads)
+        self.key_dim = None if key_dim is None else check.positive_int("key_dim", key_dim)
+        self.qkv_bias = bool(qkv_bias)
+        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
+        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
+        self.qkv = self.proj = None  # widths known at build
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
+        dim = input_shape[-1]
+        self.head_dim = self.key_dim or check.heads_divide("dim", dim, self.num_heads)
+        inner = self.num_heads * self.head_dim
+        self.qkv = keras.layers.Dense(3 * inner, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
+        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
+        self.qkv.build(input_shape)
+        self.proj.build(tuple(input_shape[:-1]) + (inner,))
+        self.built = True
+
+    def fused_qkv(self, x):
+        """(B, N, D) -> (B, N, 3, heads, head_dim)."""
+        batch, tokens = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim))
+
+    def split_heads(self, x):
+        """(B, N, D) -> q, k, v, each (B, heads, N, head_dim)."""
+        qkv = ops.transpose(self.fused_qkv(x), (2, 0, 3, 1, 4))
+        return qkv[0], qkv[1], qkv[2]
+
+    def merge_heads(self, out, training=None, heads_first=True):
+        """(B, heads, N, head_dim) (or (B, N, heads, head_dim)) -> projected (B, N, D)."""
+        if heads_first:
+            out = ops.transpose(out, (0, 2, 1, 3))
+        batch, tokens = ops.shape(out)[0], ops.shape(out)[1]
+        out = ops.reshape(out, (batch, tokens, self.num_heads * self.head_dim))
+        return self.proj_drop(self.proj(out), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias, projection_dropout=self.projection_dropout)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tfvit")
-class MultiHeadSelfAttention(keras.layers.Layer):
+class MultiHeadSelfAttention(FusedSelfAttention):
     """Global self-attention over (B, N, D) tokens, every token attending to every token.
 
     Cost O(N^2 D). ``call(x, return_attention_scores=True)`` also returns the (B, heads, N, N)
@@ -45,30 +101,13 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, qkv_bias=True, attention_dropout=0.0, projection_dropout=0.0,
                  use_fused_attention=None, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        self.qkv_bias = bool(qkv_bias)
+        super().__init__(num_heads, qkv_bias=qkv_bias, projection_dropout=projection_dropout, **kwargs)
         self.attention_dropout = check.rate("attention_dropout", attention_dropout)
-        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
         self.use_fused_attention = use_fused_attention
         self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
-        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
-        self.qkv = self.proj = None  # width known at build
-
-    def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
-        dim = input_shape[-1]
-        self.head_dim = check.heads_divide("dim", dim, self.num_heads)
-        self.qkv = keras.layers.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
-        self.qkv.build(input_shape)
-        self.proj.build(input_shape)
-        self.built = True
 
     def call(self, x, return_attention_scores=False, training=None):
-        tokens, dim = x.shape[1], x.shape[-1]
-        qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
+        qkv = self.fused_qkv(x)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, N, heads, head_dim)
         use_fused = self.use_fused_attention
         if use_fused is None:
@@ -88,13 +127,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             else:
                 out, weights = exact_attention(to_heads(q), to_heads(k), to_heads(v), return_weights=True)
             out = ops.transpose(out, (0, 2, 1, 3))
-        out = self.proj_drop(self.proj(ops.reshape(out, (-1, tokens, dim))), training=training)
+        out = self.merge_heads(out, training=training, heads_first=False)
         return (out, weights) if return_attention_scores else out
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_heads=self.num_heads, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
-            projection_dropout=self.projection_dropout, use_fused_attention=self.use_fused_attention,
-        )
+        config.update(attention_dropout=self.attention_dropout, use_fused_attention=self.use_fused_attention)
         return config

@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers.attention import FusedSelfAttention
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -227,50 +228,8 @@ def local_attention_1d(q, k, v, window, return_weights=False):
 # Layers: drop-in replacements for MultiHeadSelfAttention on (B, N, D) tokens.
 
 
-class _LocalSelfAttention(keras.layers.Layer):
-    """Shared part: fused ``qkv`` (timm channel order (3, heads, head_dim)), ``proj``, projection dropout."""
-
-    def __init__(self, num_heads, qkv_bias=True, projection_dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        self.qkv_bias = bool(qkv_bias)
-        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
-        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
-        self.qkv = self.proj = None  # width known at build
-
-    def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
-        dim = input_shape[-1]
-        self.head_dim = check.heads_divide("dim", dim, self.num_heads)
-        self.qkv = keras.layers.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
-        self.qkv.build(input_shape)
-        self.proj.build(input_shape)
-
-    def _heads(self, x):
-        """(B, N, D) -> q, k, v of shape (B, heads, N, head_dim)."""
-        tokens = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
-        qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
-        return qkv[0], qkv[1], qkv[2]
-
-    def _merge(self, out, x, training):
-        tokens = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, tokens, x.shape[-1]))
-        return self.proj_drop(self.proj(out), training=training)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias, projection_dropout=self.projection_dropout)
-        return config
-
-
 @keras.saving.register_keras_serializable(package="tfvit")
-class NeighborhoodAttention2D(_LocalSelfAttention):
+class NeighborhoodAttention2D(FusedSelfAttention):
     """Multi-head 2D (dilated) neighborhood attention over the tokens of a row-major grid.
 
     Hassani et al. 2023 (NAT), Hassani & Shi 2022 (DiNAT); see ``neighborhood_attention_2d`` for the
@@ -304,7 +263,7 @@ class NeighborhoodAttention2D(_LocalSelfAttention):
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
-        tokens = input_shape[1]
+        tokens = input_shape[1]  # the grid is checked before the projections are built
         if self.grid_size is None:
             side = int(round(tokens ** 0.5)) if tokens is not None else None
             if tokens is None or side * side != tokens:
@@ -330,9 +289,9 @@ class NeighborhoodAttention2D(_LocalSelfAttention):
         self.built = True
 
     def call(self, x, training=None):
-        q, k, v = self._heads(x)
+        q, k, v = self.split_heads(x)
         out = neighborhood_attention_2d(q, k, v, self.grid, self.kernel_size, self.dilation, bias=self.rpb)
-        return self._merge(out, x, training)
+        return self.merge_heads(out, training)
 
     def get_config(self):
         config = super().get_config()
@@ -344,7 +303,7 @@ class NeighborhoodAttention2D(_LocalSelfAttention):
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
-class LocalAttention1D(_LocalSelfAttention):
+class LocalAttention1D(FusedSelfAttention):
     """Multi-head band attention on the token sequence: token i attends to |i - j| <= window // 2.
 
     See ``local_attention_1d`` (Parmar et al. 2018; Beltagy et al. 2020). Input (B, N, D), N may be
@@ -356,13 +315,9 @@ class LocalAttention1D(_LocalSelfAttention):
         super().__init__(num_heads, qkv_bias=qkv_bias, projection_dropout=projection_dropout, **kwargs)
         self.window = _window(window)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.built = True
-
     def call(self, x, training=None):
-        q, k, v = self._heads(x)
-        return self._merge(local_attention_1d(q, k, v, self.window), x, training)
+        q, k, v = self.split_heads(x)
+        return self.merge_heads(local_attention_1d(q, k, v, self.window), training)
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers.attention import FusedSelfAttention
 
 KERNELS = ("softmax", "relu")
 # Additive floors of the features (google-research's numerical stabilisers): tiny for the softmax
@@ -144,7 +145,7 @@ def favor_attention(q, k, v, projection, kernel="softmax", epsilon=None):
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
-class PerformerAttention(keras.layers.Layer):
+class PerformerAttention(FusedSelfAttention):
     """Multi-head self-attention over (B, N, D) tokens in O(N m D) with FAVOR+ (Choromanski et al. 2021).
 
     A drop-in for MultiHeadSelfAttention (timm names ``qkv``, ``proj``; qkv channels ordered
@@ -172,9 +173,8 @@ class PerformerAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, key_dim=None, kernel="softmax", num_features=64, orthogonal=True,
                  redraw_interval=0, seed=None, qkv_bias=True, projection_dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        self.key_dim = None if key_dim is None else check.positive_int("key_dim", key_dim)
+        super().__init__(num_heads, key_dim=key_dim, qkv_bias=qkv_bias, projection_dropout=projection_dropout,
+                         **kwargs)
         self.kernel = _check_kernel(kernel)
         self.num_features = check.positive_int("num_features", num_features)
         self.orthogonal = bool(orthogonal)
@@ -185,22 +185,10 @@ class PerformerAttention(keras.layers.Layer):
         seed = _check_seed(seed)
         # Drawn once and stored in the config, so that a reloaded or cloned layer rebuilds the same W.
         self.seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
-        self.qkv_bias = bool(qkv_bias)
-        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
-        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
         self.seed_generator = keras.random.SeedGenerator(self.seed) if self.redraw_interval else None
-        self.qkv = self.proj = None  # width known at build
 
     def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name} expects tokens of shape (batch, tokens, dim), got {tuple(input_shape)}.")
-        dim = input_shape[-1]
-        self.head_dim = self.key_dim if self.key_dim is not None else check.heads_divide("dim", dim, self.num_heads)
-        inner = self.num_heads * self.head_dim
-        self.qkv = keras.layers.Dense(3 * inner, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
-        self.qkv.build(input_shape)
-        self.proj.build(tuple(input_shape[:-1]) + (inner,))
+        super().build(input_shape)
         initial = random_projection(self.num_features, self.head_dim, self.seed, self.orthogonal)
         # autocast=False: under mixed precision W must stay float32 (a float16 W would perturb every feature).
         self.projection = self.add_weight(
@@ -231,21 +219,14 @@ class PerformerAttention(keras.layers.Layer):
         return projection
 
     def call(self, x, training=None):
-        batch, tokens = ops.shape(x)[0], ops.shape(x)[1]
-        qkv = ops.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim))
-        q, k, v = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), num=3)  # each (B, heads, N, head_dim)
+        q, k, v = self.split_heads(x)
         out = favor_attention(q, k, v, self._projection_for_call(training), kernel=self.kernel)
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, tokens, self.num_heads * self.head_dim))
-        return self.proj_drop(self.proj(out), training=training)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return self.merge_heads(out, training)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            num_heads=self.num_heads, key_dim=self.key_dim, kernel=self.kernel, num_features=self.num_features,
-            orthogonal=self.orthogonal, redraw_interval=self.redraw_interval, seed=self.seed,
-            qkv_bias=self.qkv_bias, projection_dropout=self.projection_dropout,
+            key_dim=self.key_dim, kernel=self.kernel, num_features=self.num_features, orthogonal=self.orthogonal,
+            redraw_interval=self.redraw_interval, seed=self.seed,
         )
         return config

@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
-from tfvit.layers.attention import exact_attention
+from tfvit.layers.attention import FusedSelfAttention, exact_attention
 
 MASKED = -100.0  # the official implementation's additive mask value; exp(-100) underflows to 0 in float32
 
@@ -73,7 +73,7 @@ def shifted_window_mask(height, width, window_size, shift_size):
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
-class WindowAttention(keras.layers.Layer):
+class WindowAttention(FusedSelfAttention):
     """Multi-head self-attention inside each window, with a learned relative position bias.
 
     Input: (B * nW, wh * ww, C) window tokens. ``call(x, attention_mask=mask)`` adds a (nW, N, N)
@@ -84,16 +84,11 @@ class WindowAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, window_size, qkv_bias=True, attention_dropout=0.0, projection_dropout=0.0,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = check.positive_int("num_heads", num_heads)
+        super().__init__(num_heads, qkv_bias=qkv_bias, projection_dropout=projection_dropout, **kwargs)
         self.window_size = check.as_pair("window_size", window_size)
-        self.qkv_bias = bool(qkv_bias)
         self.attention_dropout = check.rate("attention_dropout", attention_dropout)
-        self.projection_dropout = check.rate("projection_dropout", projection_dropout)
         self.relative_position_index = relative_position_index(self.window_size).reshape(-1)
         self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
-        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
-        self.qkv = self.proj = None
 
     def build(self, input_shape):
         wh, ww = self.window_size
@@ -102,17 +97,11 @@ class WindowAttention(keras.layers.Layer):
                 f"{self.name} expects window tokens of shape (batch * windows, {wh * ww}, dim), "
                 f"got {tuple(input_shape)}."
             )
-        dim = input_shape[-1]
-        self.head_dim = check.heads_divide("dim", dim, self.num_heads)
         self.relative_position_bias_table = self.add_weight(
             name="relative_position_bias_table", shape=((2 * wh - 1) * (2 * ww - 1), self.num_heads),
             initializer=keras.initializers.TruncatedNormal(stddev=0.02),
         )
-        self.qkv = keras.layers.Dense(3 * dim, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
-        self.qkv.build(input_shape)
-        self.proj.build(input_shape)
-        self.built = True
+        super().build(input_shape)
 
     def relative_position_bias(self):
         """The (heads, N, N) bias B of eq. 4, gathered from the table."""
@@ -121,10 +110,8 @@ class WindowAttention(keras.layers.Layer):
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
     def call(self, x, attention_mask=None, training=None):
-        n, dim = x.shape[1], x.shape[-1]
-        qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B*nW, heads, N, head_dim)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        n = x.shape[1]
+        q, k, v = self.split_heads(x)  # each (B*nW, heads, N, head_dim)
         bias = ops.cast(self.relative_position_bias(), "float32")
         if attention_mask is not None:
             # Group the windows per image so the (nW, N, N) mask broadcasts over the batch:
@@ -136,14 +123,9 @@ class WindowAttention(keras.layers.Layer):
         out, weights = exact_attention(q, k, v, bias=bias, return_weights=True)
         if training and self.attention_dropout > 0:
             out = ops.einsum("...qk,...kd->...qd", ops.cast(self.attn_drop(weights, training=training), v.dtype), v)
-        out = ops.reshape(out, (-1, self.num_heads, n, self.head_dim))
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, n, dim))
-        return self.proj_drop(self.proj(out), training=training)
+        return self.merge_heads(ops.reshape(out, (-1, self.num_heads, n, self.head_dim)), training)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_heads=self.num_heads, window_size=self.window_size, qkv_bias=self.qkv_bias,
-            attention_dropout=self.attention_dropout, projection_dropout=self.projection_dropout,
-        )
+        config.update(window_size=self.window_size, attention_dropout=self.attention_dropout)
         return config
