@@ -130,3 +130,26 @@ def patchify(image, kernel, bias):
             patch = image[i * ph:(i + 1) * ph, j * pw:(j + 1) * pw, :]
             out[i, j] = patch.reshape(-1) @ kernel.reshape(-1, dim) + bias
     return out
+
+
+def check_mixed_precision(make, x, policy, tolerance, prepare=None):
+    """Build ``make()`` in float32 and under ``policy`` with the same weights: the mixed layer must
+    compute in the policy's dtype with float32 weights, stay finite, and match float32 within
+    ``tolerance`` of the output's scale. ``prepare(layer)`` may change the float32 layer's weights."""
+    import keras
+
+    reference_layer = make()
+    reference_layer(x)
+    if prepare is not None:
+        prepare(reference_layer)
+    expected = keras.ops.convert_to_numpy(reference_layer(x))
+    keras.mixed_precision.set_global_policy(policy)
+    layer = make()
+    layer(x)
+    layer.set_weights(reference_layer.get_weights())
+    out = layer(x)
+    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+    assert all(w.dtype == "float32" for w in layer.weights)
+    out = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, expected, atol=tolerance * max(1.0, np.abs(expected).max()))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfvit import layers
+from tests import reference
 
 RNG = np.random.default_rng(0)
 CASES = {
@@ -49,20 +50,7 @@ def test_config_round_trip_and_registration(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_mixed_precision_outputs(name, policy, tolerance):
     make, shape = CASES[name]
-    x = RNG.normal(size=shape).astype("float32")
-    reference_layer = make()
-    expected = keras.ops.convert_to_numpy(reference_layer(x))
-    keras.mixed_precision.set_global_policy(policy)
-    layer = make()
-    layer(x)
-    layer.set_weights(reference_layer.get_weights())
-    out = layer(x)
-    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
-    assert all(w.dtype == "float32" for w in layer.weights)
-    out = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
-    assert np.isfinite(out).all()
-    scale = max(1.0, np.abs(expected).max())
-    np.testing.assert_allclose(out, expected, atol=tolerance * scale)
+    reference.check_mixed_precision(make, RNG.normal(size=shape).astype("float32"), policy, tolerance)
 
 
 @pytest.mark.parametrize("name", ["MultiHeadSelfAttention", "TransformerBlock", "WindowAttention", "SwinBlock",

@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 
 from tfvit.models import count_macs, stats
 

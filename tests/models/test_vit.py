@@ -1,8 +1,6 @@
-import keras
 import numpy as np
 import pytest
 
-import tfvit
 from tfvit.models import VisionTransformer
 from tests import reference
 

@@ -12,7 +12,6 @@ addresses.
 
 import dataclasses
 
-from tfvit.experiments.run import RunConfig
 from tfvit.training.schedules import scaled_learning_rate
 
 PAPER_BATCHES = (32, 64, 128)

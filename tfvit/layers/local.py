@@ -28,22 +28,18 @@ from tfvit.layers.attention import FusedSelfAttention
 # Index bookkeeping (numpy, at trace time: the grid is static, so the indices are constants of the graph).
 
 
-def _kernel_size(value):
+def _odd_positive(name, value, why):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1 or value % 2 == 0:
-        raise ValueError(
-            f"kernel_size must be an odd positive integer (the query sits at the centre of its "
-            f"neighbourhood), got {value!r}."
-        )
+        raise ValueError(f"{name} must be an odd positive integer ({why}), got {value!r}.")
     return int(value)
+
+
+def _kernel_size(value):
+    return _odd_positive("kernel_size", value, "the query sits at the centre of its neighbourhood")
 
 
 def _window(value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1 or value % 2 == 0:
-        raise ValueError(
-            f"window must be an odd positive integer (each token sees window // 2 tokens on either side), "
-            f"got {value!r}."
-        )
-    return int(value)
+    return _odd_positive("window", value, "each token sees window // 2 tokens on either side")
 
 
 def _check_grid_fits(grid, kernel_size, dilation):
