@@ -118,8 +118,11 @@ def resize_position_embedding(table, source_grid, target_grid, num_prefix_tokens
         return table
     prefix, grid = table[:, :num_prefix_tokens], table[:, num_prefix_tokens:]
     grid = grid.reshape(1, source_grid[0], source_grid[1], -1)
+    # Shrinking a table (e.g. a 224-px checkpoint for 32-px images) low-pass filters it first, as timm's
+    # resample_abs_pos_embed does (antialias=True); plain bicubic would alias the fine structure.
+    shrinking = target_grid[0] < source_grid[0] or target_grid[1] < source_grid[1]
     grid = ops.convert_to_numpy(
-        ops.image.resize(grid, target_grid, interpolation=interpolation, antialias=False)
+        ops.image.resize(grid, target_grid, interpolation=interpolation, antialias=shrinking)
     ).astype(np.float32)
     return np.concatenate([prefix, grid.reshape(1, target_grid[0] * target_grid[1], -1)], axis=1)
 

@@ -1,0 +1,146 @@
+import json
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from tfvit.convert import read_safetensors, read_safetensors_shapes
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+TENSORS = {
+    "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+    "b": np.array([1.5, -2.0], dtype=np.float16),
+    "c": np.arange(4, dtype=np.int64),
+}
+
+
+def _write(path, tensors=TENSORS):
+    safetensors_numpy.save_file(tensors, str(path))
+    return path
+
+
+def test_reads_every_tensor_with_dtype_and_shape(tmp_path):
+    out = read_safetensors(_write(tmp_path / "w.safetensors"))
+    assert sorted(out) == ["a", "b", "c"]
+    for name, value in TENSORS.items():
+        assert out[name].dtype == value.dtype
+        np.testing.assert_array_equal(out[name], value)
+    assert read_safetensors_shapes(tmp_path / "w.safetensors") == {"a": (2, 3), "b": (2,), "c": (4,)}
+
+
+def test_bfloat16_is_widened_to_float32(tmp_path):
+    # A file written by hand from the format's definition: 8-byte header length, JSON header, raw data.
+    values = np.array([1.5, -2.0, 0.15625, 2.0**34, -0.0, 7.0], dtype=np.float32)  # exact in bfloat16
+    raw = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, len(raw)]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + raw)
+    out = read_safetensors(path)["w"]
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, values.reshape(2, 3))
+
+
+def test_directory_and_sharded_checkpoint(tmp_path):
+    (tmp_path / "single").mkdir()
+    _write(tmp_path / "single" / "model.safetensors")
+    assert sorted(read_safetensors(tmp_path / "single")) == ["a", "b", "c"]
+    shards = tmp_path / "sharded"
+    shards.mkdir()
+    _write(shards / "model-00001-of-00002.safetensors", {"a": TENSORS["a"]})
+    _write(shards / "model-00002-of-00002.safetensors", {"b": TENSORS["b"], "c": TENSORS["c"]})
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
+                  "c": "model-00002-of-00002.safetensors"}
+    (shards / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    out = read_safetensors(shards)
+    for name, value in TENSORS.items():
+        np.testing.assert_array_equal(out[name], value)
+
+
+class _Payload:
+    """Unpickling this creates a marker file: the refusal must never get that far."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _assert_refused(path, what):
+    with pytest.raises(ValueError) as error:
+        read_safetensors(path)
+    message = str(error.value)
+    assert "refusing to read" in message and what in message
+    # The message carries the conversion recipe.
+    assert "torch.load" in message and "weights_only=True" in message
+    assert "safetensors.torch.save_file" in message and "safe_serialization=True" in message
+
+
+def test_pickle_is_refused_whatever_its_name_and_never_unpickled(tmp_path):
+    marker = tmp_path / "unpickled"
+    for name in ["model.safetensors", "weights.npy", "model"]:
+        path = tmp_path / name
+        path.write_bytes(pickle.dumps({"w": _Payload(str(marker))}, protocol=4))
+        _assert_refused(path, "a Python pickle (protocol 4)")
+    assert not marker.exists()
+
+
+def test_zip_archive_is_refused(tmp_path):
+    path = tmp_path / "renamed.safetensors"
+    with zipfile.ZipFile(path, "w") as archive:  # torch.save's container since torch 1.6
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": 1}))
+    _assert_refused(path, "a zip archive")
+
+
+def test_pytorch_extensions_are_refused(tmp_path):
+    for suffix in [".bin", ".pt", ".pth", ".pkl", ".ckpt"]:
+        path = _write(tmp_path / f"model{suffix}")  # even valid safetensors bytes under a pickle name
+        _assert_refused(path, f"by its extension ({suffix})")
+
+
+def test_directory_with_only_a_pickle_checkpoint_is_refused(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps({"w": 1}, protocol=2))
+    _assert_refused(tmp_path, "pytorch_model.bin")
+
+
+def test_pickle_checkpoint_made_by_torch_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "unpickled"
+    path = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(2), "payload": _Payload(str(marker))}, path)
+    _assert_refused(path, "a zip archive")
+    legacy = tmp_path / "legacy.safetensors"
+    torch.save({"w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    _assert_refused(legacy, "a Python pickle")
+    assert not marker.exists()
+
+
+def test_truncated_file_raises_a_clear_error(tmp_path):
+    path = _write(tmp_path / "w.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])
+    with pytest.raises(ValueError, match=r"not a readable safetensors file.*interrupted download"):
+        read_safetensors(path)
+
+
+def test_corrupt_file_raises_a_clear_error(tmp_path):
+    path = tmp_path / "w.safetensors"
+    for content in [b"", b"\x10\x00", b"garbage bytes that are not a header" * 3]:
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=r"w.safetensors.*not a readable safetensors file"):
+            read_safetensors(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    _write(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"model.safetensors' does not exist.*other.safetensors"):
+        read_safetensors(tmp_path / "model.safetensors")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no model.safetensors .* in the directory"):
+        read_safetensors(empty)
+    assert not os.path.exists(tmp_path / "model.safetensors")

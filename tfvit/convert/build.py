@@ -1,0 +1,21 @@
+"""Build the tfvit model a checkpoint describes and load it: ``from_pretrained(path, **overrides)``."""
+
+from tfvit.convert.config import infer_config
+from tfvit.convert.loader import load_pretrained
+
+
+def from_pretrained(path, strict=True, verbose=True, **overrides):
+    """A tfvit ViT / Swin built from the ``config.json`` beside ``path`` and loaded from the checkpoint.
+
+    ``overrides`` replace constructor arguments, e.g. ``num_classes=10`` (new head), ``image_size=384``
+    (resized position table), ``dropout=0.1``. Returns the model; its ``load_report`` attribute holds
+    ``load_pretrained``'s report.
+    """
+    from tfvit.models.swin import SwinTransformer
+    from tfvit.models.vit import VisionTransformer
+
+    family, kwargs = infer_config(path)
+    kwargs.update(overrides)
+    model = (SwinTransformer if family == "swin" else VisionTransformer)(**kwargs)
+    model.load_report = load_pretrained(model, path, strict=strict, verbose=verbose)
+    return model
