@@ -30,12 +30,21 @@ class ImageClassifier(keras.Model):
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._constructor_config}
+        config = {"name": self.name, "trainable": self.trainable, **self._constructor_config}
+        # Layers frozen for fine-tuning (tfvit.training.finetune) stay frozen in a saved model, so that
+        # reloading it (and its optimizer, built for the trainable weights only) gives the same training.
+        frozen = [layer.name for layer in self.layers if not layer.trainable]
+        if frozen and self.trainable:
+            config["frozen_layers"] = frozen
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         trainable = config.pop("trainable", True)
+        frozen = config.pop("frozen_layers", ())
         model = cls(**config)
         model.trainable = trainable
+        for name in frozen:
+            model.get_layer(name).trainable = False
         return model

@@ -9,6 +9,7 @@ parameters and MACs are printed by ``python tools/model_stats.py`` and listed in
 import difflib
 import fnmatch
 
+from tfvit.models.resnet import ResNet
 from tfvit.models.swin import SwinTransformer
 from tfvit.models.vit import VisionTransformer
 
@@ -37,19 +38,33 @@ def model_config(name):
     return model_class, description, dict(config)
 
 
-def create_model(name, num_classes=None, image_size=None, in_channels=None, **overrides):
+def create_model(name, num_classes=None, image_size=None, in_channels=None, pretrained=None, **overrides):
     """Build a registry model; any constructor argument can be overridden by keyword.
 
     ``num_classes``, ``image_size`` and ``in_channels`` default to the configuration's own (1000,
     224 and 3 for the ImageNet ones).
+    ``pretrained``: a Hugging Face / timm safetensors checkpoint (file or ``save_pretrained`` directory)
+    loaded into the model by ``tfvit.convert.load_pretrained``. Without ``num_classes`` the model takes
+    the checkpoint's classifier width; with another one it gets a new randomly initialised head (a
+    printed line says so). A different ``image_size`` resizes the position / bias tables. The LayerNorm
+    epsilon comes from the checkpoint's config.json when it has one (Hugging Face ViT: 1e-12).
     """
     model_class, _, config = model_config(name)
+    if pretrained is not None:
+        from tfvit.convert.config import checkpoint_defaults  # tfvit.convert imports the models
+
+        config.update(checkpoint_defaults(pretrained))
     for key, value in (("num_classes", num_classes), ("image_size", image_size), ("in_channels", in_channels)):
         if value is not None:
             config[key] = value
     config.update(overrides)
     config.setdefault("name", name)
-    return model_class(**config)
+    model = model_class(**config)
+    if pretrained is not None:
+        from tfvit.convert import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
 
 
 _VIT_224 = dict(image_size=224, in_channels=3, num_classes=1000)
@@ -90,6 +105,21 @@ register_model("swin_mnist_patch2_window4_28", SwinTransformer,
                "Swin for 28x28 grayscale (MNIST): grids 14/7/4 (padded to the window), widths 64/128/256",
                image_size=28, in_channels=1, num_classes=10, patch_size=2, window_size=4, embed_dim=64,
                depths=(2, 2, 4), num_heads=(2, 4, 8), drop_path_rate=0.1)
+
+# ResNet-18 (He et al. 2016), seed 001's baseline: the ImageNet stem, and the usual CIFAR variant (3x3/1
+# stem, no max-pool; 11.17M parameters, 0.56 GMACs at 32x32).
+_RESNET18 = dict(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
+register_model("resnet18", ResNet, "ResNet-18: 7x7/2 stem and max-pool, for 224x224 ImageNet",
+               image_size=224, in_channels=3, num_classes=1000, stem="imagenet", **_RESNET18)
+register_model("resnet18_cifar", ResNet, "ResNet-18 for 32x32 RGB (CIFAR): 3x3/1 stem, no max-pool",
+               image_size=32, in_channels=3, num_classes=10, stem="cifar", **_RESNET18)
+
+# Seed 001's ViTs (depth L, heads H, width D), on the CIFAR ViT's 8x8 grid of 4x4 patches, MLP ratio 4.
+for _depth, _heads, _dim in ((2, 2, 128), (4, 4, 256), (6, 8, 384), (8, 8, 512)):
+    register_model(f"vit_cifar_patch4_32_{_depth}l{_heads}h{_dim}", VisionTransformer,
+                   f"ViT for 32x32 RGB (CIFAR): {_depth} blocks, {_heads} heads, width {_dim} (seed 001)",
+                   image_size=32, in_channels=3, num_classes=10, patch_size=4, embed_dim=_dim, depth=_depth,
+                   num_heads=_heads, mlp_ratio=4.0, drop_path_rate=0.1)
 
 # The Performer study's models (../shared/seeds/003): the small ViTs above with each token mixer.
 # Random features are redrawn every 1000 training steps; the local kinds see 5x5 patches (2D) or

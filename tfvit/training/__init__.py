@@ -2,13 +2,15 @@
 
 from tfvit.training.accumulation import GradientAccumulationModel
 from tfvit.training.callbacks import StepScalars, TrainingSpeed, log_hparams, standard_callbacks
+from tfvit.training.finetune import FinetuneSummary, freeze_for_finetuning, layer_decay_multipliers, layer_ids
 from tfvit.training.optimizers import DEFAULT_NO_DECAY, build_optimizer
 from tfvit.training.precision import precision, set_precision
 from tfvit.training.resume import ResumableTraining, fit_resumable, resume_epoch
 from tfvit.training.schedules import PerUpdateSchedule, WarmupCosineDecay, scaled_learning_rate, steps_per_epoch
 
 __all__ = [
-    "DEFAULT_NO_DECAY", "GradientAccumulationModel", "PerUpdateSchedule", "ResumableTraining", "StepScalars",
-    "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable", "log_hparams", "precision",
-    "resume_epoch", "scaled_learning_rate", "set_precision", "standard_callbacks", "steps_per_epoch",
+    "DEFAULT_NO_DECAY", "FinetuneSummary", "GradientAccumulationModel", "PerUpdateSchedule", "ResumableTraining",
+    "StepScalars", "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable", "freeze_for_finetuning",
+    "layer_decay_multipliers", "layer_ids", "log_hparams", "precision", "resume_epoch", "scaled_learning_rate",
+    "set_precision", "standard_callbacks", "steps_per_epoch",
 ]
