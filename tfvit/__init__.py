@@ -5,8 +5,9 @@
     tfvit.list_models("vit_*")
 """
 
-from tfvit import data, layers, models, training
+from tfvit import convert, data, layers, models, training, vis
 from tfvit.models import create_model, list_models, stats
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "data", "layers", "list_models", "models", "stats", "training", "__version__"]
+__all__ = ["convert", "create_model", "data", "layers", "list_models", "models", "stats", "training", "vis",
+           "__version__"]
