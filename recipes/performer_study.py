@@ -17,8 +17,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfvit.experiments import RunConfig, plot_study, run_all, write_tables  # noqa: E402
+from tfvit.experiments import RunConfig, plot_study, run_all  # noqa: E402
 from tfvit.experiments import performer  # noqa: E402
+from tfvit.experiments.cli import add_run_arguments, write_study  # noqa: E402
 
 
 def parse(argv=None):
@@ -30,14 +31,7 @@ def parse(argv=None):
     p.add_argument("--swin-epochs", type=int, default=50, help="epochs for swin (the study: 50)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--data-dir", help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")
-    p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32")
-    p.add_argument("--jit", action="store_true", help="compile train steps with XLA")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--logdir", default="logs")
-    p.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, default=0, help="use only the first N test images")
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    add_run_arguments(p)
     return p.parse_args(argv)
 
 
@@ -54,14 +48,9 @@ def main(argv=None):
     runs = performer.plan(base, models, swin_epochs=args.swin_epochs)
     out_dir = os.path.join(args.logdir, "performer_study", args.dataset)
     results = run_all(runs, out_dir, verbose=args.verbose)
-    paths = write_tables(results, out_dir)
-    table = performer.study_table(results)
-    with open(os.path.join(out_dir, "study_table.md"), "w") as f:
-        f.write(table + "\n")
+    write_study(results, out_dir, performer.study_table(results))
     figure = plot_study(results, os.path.join(out_dir, "study.png"), title=f"Attention variants on {args.dataset}")
-    print("\n" + table + "\n")
-    print(f"tables: {os.path.join(out_dir, 'study_table.md')}, {paths['csv']}, {paths['md']}\nfigure: {figure}\n"
-          f"curves: tensorboard --logdir {args.logdir}")
+    print(f"figure: {figure}\ncurves: tensorboard --logdir {args.logdir}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ uninterrupted run does."""
 
 import csv
 import glob
-import importlib.util
 import json
 import os
 import signal
@@ -16,20 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
+from tests.recipes.loading import DATA, ROOT, load_recipe
+
 pytestmark = pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason="../shared/data/mnist is not present")
 
 # A small registry model keeps the recipe's own plumbing the subject of these tests.
 QUICK = ["--dataset", "mnist", "--data-dir", str(DATA), "--model", "vit_mnist_patch4_28", "--batch-size", "32",
          "--limit-test", "64", "--verbose", "0"]
-
-
-def recipe():
-    spec = importlib.util.spec_from_file_location("gao_swin", ROOT / "recipes" / "gao_swin.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def final_variables(out_dir):
@@ -53,7 +45,7 @@ def tags(directory):
 
 
 def test_recipe_writes_tables_figure_and_tensorboard_runs(tmp_path):
-    recipe().main(QUICK + ["--accum", "4", "--compare", "--epochs", "2", "--limit-train", "160",
+    load_recipe("gao_swin").main(QUICK + ["--accum", "4", "--compare", "--epochs", "2", "--limit-train", "160",
                            "--logdir", str(tmp_path)])
     out = tmp_path / "gao_swin" / "mnist"
     with open(out / "results.csv") as f:
@@ -79,8 +71,8 @@ def test_recipe_writes_tables_figure_and_tensorboard_runs(tmp_path):
 
 def test_same_seed_gives_identical_weights(tmp_path):
     args = QUICK + ["--accum", "2", "--epochs", "1", "--limit-train", "96"]
-    recipe().main(args + ["--logdir", str(tmp_path / "first")])
-    recipe().main(args + ["--logdir", str(tmp_path / "second")])
+    load_recipe("gao_swin").main(args + ["--logdir", str(tmp_path / "first")])
+    load_recipe("gao_swin").main(args + ["--logdir", str(tmp_path / "second")])
     first = final_variables(tmp_path / "first" / "gao_swin" / "mnist")
     second = final_variables(tmp_path / "second" / "gao_swin" / "mnist")
     assert first.keys() == second.keys() and len(first) == 1

@@ -1,20 +1,16 @@
 """recipes/performer_study.py end to end on a few real MNIST images."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
+from tests.recipes.loading import DATA, load_recipe
+
 pytestmark = pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason="../shared/data/mnist is not present")
 
 
 def test_study_recipe_writes_its_table_and_figure(tmp_path):
-    spec = importlib.util.spec_from_file_location("performer_study", ROOT / "recipes" / "performer_study.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("performer_study")
     recipe.main(["--dataset", "mnist", "--data-dir", str(DATA), "--models", "performer_softmax_16,local2d,global",
                  "--epochs", "1", "--batch-size", "32", "--limit-train", "96", "--limit-test", "64",
                  "--logdir", str(tmp_path), "--verbose", "0"])

@@ -42,6 +42,11 @@ class DatasetInfo:
     tfds_name: str
     flip_preserves_label: bool = True
     num_coarse_classes: int | None = None
+    class_names: tuple = ()  # the owners' names of the classes, in label order; () where not listed here
+
+    def class_name(self, label):
+        """The name of class ``label``, or the label itself as text where names are not listed."""
+        return self.class_names[label] if self.class_names else str(label)
 
     @property
     def files(self):
@@ -71,6 +76,7 @@ _DATASETS = {
         num_examples={"train": 50000, "test": 10000},
         homepage="https://www.cs.toronto.edu/~kriz/cifar.html", download_host=("www.cs.toronto.edu", 443),
         tfds_name="cifar10",
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     ),
     "cifar100": DatasetInfo(
         name="cifar100", num_classes=100, image_shape=(32, 32, 3),
@@ -85,7 +91,7 @@ _DATASETS = {
         name="mnist", num_classes=10, image_shape=(28, 28, 1), mean=(0.1307,), std=(0.3081,),
         archive=None, folders=("mnist",), split_files=_IDX_FILES, num_examples={"train": 60000, "test": 10000},
         homepage="http://yann.lecun.com/exdb/mnist/", download_host=("storage.googleapis.com", 443),
-        tfds_name="mnist", flip_preserves_label=False,
+        tfds_name="mnist", flip_preserves_label=False, class_names=tuple("0123456789"),
     ),
     "fashion_mnist": DatasetInfo(
         name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1), mean=(0.2860,), std=(0.3530,),
@@ -93,6 +99,8 @@ _DATASETS = {
         num_examples={"train": 60000, "test": 10000},
         homepage="https://github.com/zalandoresearch/fashion-mnist",
         download_host=("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80), tfds_name="fashion_mnist",
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
     ),
 }
 

@@ -20,6 +20,7 @@ import tfvit
 from tfvit import data as tfdata
 from tfvit.training import GradientAccumulationModel
 from tfvit.training.callbacks import standard_callbacks
+from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.precision import set_precision
 from tfvit.training.resume import fit_resumable
@@ -52,6 +53,11 @@ class RunConfig:
     limit_test: int = 0
     patience: int = 0      # 0: no early stopping
     group: str = ""        # what the run is compared as, e.g. "accumulation" / "baseline"
+    image_size: int = 0    # 0: the registry configuration's own; else images are resized to this side
+    pretrained: str = ""   # a .safetensors checkpoint to start from ("": random initialisation)
+    finetune: str = "full"  # which weights train: "full", "partial" or "head" (tfvit.training.finetune)
+    frozen_blocks: int = -1  # "partial": blocks / stages frozen after the stem (< 0: the default, half)
+    layer_decay: float = 0.0  # layer-wise learning-rate decay factor (0: none)
 
     @property
     def micro_batch(self):
@@ -72,11 +78,24 @@ class RunConfig:
             parts.append(f"dp{self.drop_path:g}")
         if self.limit_train:
             parts.append(f"n{self.limit_train}")
+        if self.image_size:
+            parts.append(f"px{self.image_size}")
+        if self.pretrained:
+            parts.append("pretrained")
+        if self.finetune != "full":
+            parts.append(self.finetune + (f"{self.frozen_blocks}" if self.frozen_blocks >= 0 else ""))
+        if self.layer_decay:
+            parts.append(f"ld{self.layer_decay:g}")
         # The readable parts leave some settings out; the digest of all of them keeps two configurations
         # from ever sharing a run directory (and so a resume state or a result).
         settings = json.dumps({k: v for k, v in dataclasses.asdict(self).items() if k != "group"}, sort_keys=True)
         parts.append(hashlib.sha1(settings.encode()).hexdigest()[:6])
         return "-".join(parts)
+
+
+def start_label(pretrained):
+    """How a run's weights start: "pretrained (<file>)" or "from scratch"."""
+    return f"pretrained ({os.path.basename(pretrained)})" if pretrained else "from scratch"
 
 
 def _history(run_dir):
@@ -122,7 +141,10 @@ def run(config, logdir="logs", verbose=1):
     if config.drop_path >= 0:
         overrides["drop_path_rate"] = config.drop_path
     info = tfdata.dataset_info(config.dataset)
-    model = tfvit.create_model(config.model, num_classes=info.num_classes, **overrides)
+    model = tfvit.create_model(config.model, num_classes=info.num_classes, image_size=config.image_size or None,
+                               pretrained=config.pretrained or None, **overrides)
+    frozen = freeze_for_finetuning(model, config.finetune, frozen_blocks=None if config.frozen_blocks < 0
+                                   else config.frozen_blocks)
     image_size, channels = model.image_size, model.in_channels
 
     def loader(split, **kwargs):
@@ -140,7 +162,9 @@ def run(config, logdir="logs", verbose=1):
         warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
     )
     trainer = GradientAccumulationModel(model, steps=config.accum) if config.accum > 1 else model
-    optimizer = build_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay)
+    multipliers = layer_decay_multipliers(model, config.layer_decay) if config.layer_decay else None
+    optimizer = build_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay,
+                                lr_multipliers=multipliers)
     trainer.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
@@ -180,6 +204,7 @@ def run(config, logdir="logs", verbose=1):
         "peak_memory_mb": max(history.get("peak_memory_mb", [float("nan")])),
         "wall_time_this_call": wall,
         "params": stats.params,
+        "trainable_params": frozen.trainable_params,
         "macs": stats.macs,
         "history": history,
     }

@@ -1,0 +1,59 @@
+"""recipes/finetune.py end to end on a few real CIFAR-10 images: one model from a Hugging Face checkpoint,
+one from scratch, partial fine-tuning, and the Grad-CAM figure."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.recipes.loading import DATA, load_recipe
+
+pytestmark = pytest.mark.skipif(not (DATA / "cifar-10-python.tar.gz").is_file(),
+                                reason="../shared/data CIFAR-10 is not present")
+
+
+def _hf_checkpoint(folder):
+    """A randomly initialised Hugging Face ViT with vit_cifar_patch4_32's shape (1000 ImageNet-style classes)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=32, patch_size=4, hidden_size=192, num_hidden_layers=6,
+                                    num_attention_heads=3, intermediate_size=384, num_labels=1000)
+    transformers.ViTForImageClassification(config).eval().save_pretrained(folder, safe_serialization=True)
+    return folder / "model.safetensors"
+
+
+def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys):
+    checkpoint = _hf_checkpoint(tmp_path / "hf_vit")
+    load_recipe("finetune").main([
+        "--models", "vit_cifar_patch4_32,swin_cifar_patch2_window4_32",
+        "--checkpoint", f"vit_cifar_patch4_32={checkpoint}", "--modes", "partial",
+        "--layer-decay", "0.75", "--data-dir", str(DATA), "--epochs", "1", "--batch-size", "16",
+        "--limit-train", "32", "--limit-test", "16", "--gradcam-images", "3", "--logdir", str(tmp_path / "logs"),
+        "--verbose", "0",
+    ])
+    printed = capsys.readouterr().out
+    assert "swin_cifar_patch2_window4_32: from scratch (no --checkpoint given for it)" in printed
+    out = tmp_path / "logs" / "finetune" / "cifar10"
+    results = json.loads((out / "results.json").read_text())
+    vit, swin = results
+    assert vit["config"]["pretrained"] == str(checkpoint) and swin["config"]["pretrained"] == ""
+    # Partial, by default half of the 6 blocks frozen: blocks 3-5, the final norm and the new 10-class head train.
+    d, hidden = 192, 384
+    block = (d * 3 * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d) + 4 * d
+    assert vit["trainable_params"] == 3 * block + 2 * d + (d * 10 + 10)
+    table = (out / "study_table.md").read_text()
+    assert "| vit_cifar_patch4_32 | partial | pretrained (model.safetensors) |" in table
+    assert "| swin_cifar_patch2_window4_32 | partial | from scratch |" in table
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    assert (out / "gradcam.png").read_bytes()[:4] == b"\x89PNG"
+    # The same overlays in TensorBoard: ViT Grad-CAM, ViT rollout, Swin Grad-CAM, three images each.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "gradcam"), size_guidance={"tensors": 0}).Reload()
+    tags = sorted(events.Tags()["tensors"])
+    assert [t.split(": ")[0] for t in tags] == ["gradcam/gradcam", "gradcam/gradcam", "gradcam/rollout"]
+    assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 3 for t in tags)  # width, height, 3 PNGs
+    assert np.isfinite([r["test_accuracy"] for r in results]).all()
