@@ -85,7 +85,7 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
         raise ValueError("saliency_figure needs at least one finished run.")
     dataset = results[0]["config"]["dataset"]
     info = tfdata.dataset_info(dataset)
-    maps, row_labels, shown, labels = [], [], None, None
+    maps, row_labels, tags, shown, labels = [], [], [], None, None
     for r in results:
         model = keras.models.load_model(os.path.join(runs_dir, r["name"], "best.keras"))
         images, labels = next(iter(tfdata.load(dataset, "test", num_images, image_size=model.image_size,
@@ -94,21 +94,22 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
         predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
         if shown is None:
             shown = images
-        run_maps = _at_size(vis.gradcam(model, images, class_index=labels, method=method), shown)
-        hits = int(np.sum(predicted == labels))
-        label = (f"{r['config']['model']}\n{r['config']['finetune']}, {start_label(r['config']['pretrained'])}"
-                 f"\n{hits}/{len(labels)} right")
-        maps.append(run_maps)
-        row_labels.append(f"{method}: {label}")
+        config = r["config"]
+        start = "pretrained" if config["pretrained"] else "scratch"
+        run_maps = {method: _at_size(vis.gradcam(model, images, class_index=labels, method=method), shown)}
         if vis.rollout_applies(model):
             # Grad-CAM at a class-token ViT's last block can point away from the object (tests/vis/
             # test_pointing_game.py measures it); attention rollout is the map that localises there.
-            maps.append(_at_size(vis.attention_rollout(model, images), shown))
-            row_labels.append(f"rollout: {label}")
+            run_maps["rollout"] = _at_size(vis.attention_rollout(model, images), shown)
+        for kind, kind_maps in run_maps.items():
+            maps.append(kind_maps)
+            # Short lines: the label sits beside a row of images ~1.6 inches high.
+            row_labels.append(f"{kind}\n{config['model'].split('_patch')[0]}\n{config['finetune']}, {start}\n"
+                              f"{int(np.sum(predicted == labels))}/{len(labels)} right")
+            tags.append(f"{kind}: {config['model']} {config['finetune']} {start}")
     titles = [info.class_name(int(i)) for i in labels]
     # The same overlays in TensorBoard, beside the runs' curves (tag <method>/<row>).
-    vis.write_tensorboard_images(os.path.join(runs_dir, method), method,
-                                 shown, {label.replace("\n", " "): m for label, m in zip(row_labels, maps)},
+    vis.write_tensorboard_images(os.path.join(runs_dir, method), method, shown, dict(zip(tags, maps)),
                                  mean=info.mean, std=info.std)
     return vis.overlay_grid(shown, maps, path=path, titles=titles, row_labels=row_labels, mean=info.mean,
                             std=info.std)
