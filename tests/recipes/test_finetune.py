@@ -57,3 +57,13 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys):
     assert [t.split(": ")[0] for t in tags] == ["gradcam/gradcam", "gradcam/gradcam", "gradcam/rollout"]
     assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 3 for t in tags)  # width, height, 3 PNGs
     assert np.isfinite([r["test_accuracy"] for r in results]).all()
+    # The checkpoint really reached the trained model: frozen layers still hold the Hugging Face tensors.
+    import keras
+    from safetensors.numpy import load_file
+
+    hf = load_file(str(checkpoint))
+    trained = keras.models.load_model(out / vit["name"] / "best.keras")
+    np.testing.assert_allclose(trained.get_layer("patch_embed").proj.kernel.numpy(),
+                               hf["vit.embeddings.patch_embeddings.projection.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_allclose(trained.get_layer("blocks.0").mlp.fc1.kernel.numpy(),
+                               hf["vit.encoder.layer.0.intermediate.dense.weight"].T)
