@@ -17,6 +17,20 @@ def test_exact_attention_matches_softmax_formula_with_bias():
             np.testing.assert_allclose(out.numpy()[b, h], a @ v[b, h], atol=1e-5)
 
 
+def test_exact_attention_heads_last_layout_matches_heads_first():
+    """(..., N, heads, d) inputs give the same weights and outputs as the transposed layout."""
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.normal(size=(2, 4, 5, 3, 4)).astype("float32") for _ in range(3))  # (B, nW, N, h, d)
+    bias = rng.normal(size=(4, 3, 5, 5)).astype("float32")                              # (nW, h, N, N)
+    out, weights = exact_attention(q, k, v, bias=bias, return_weights=True, heads_last=True)
+    for b in range(2):
+        for w in range(4):
+            for h in range(3):
+                a = reference.softmax(q[b, w, :, h] @ k[b, w, :, h].T / 2.0 + bias[w, h])
+                np.testing.assert_allclose(weights.numpy()[b, w, h], a, atol=1e-6)
+                np.testing.assert_allclose(out.numpy()[b, w, :, h], a @ v[b, w, :, h], atol=1e-5)
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_multi_head_self_attention_matches_per_head_reference(fused):
     x = np.random.default_rng(1).normal(size=(2, 7, 12)).astype("float32")

@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
-from tfvit.layers.attention import FusedSelfAttention, exact_attention
+from tfvit.layers.attention import FusedSelfAttention, exact_attention, weighted_values
 
 MASKED = -100.0  # the official implementation's additive mask value; exp(-100) underflows to 0 in float32
 
@@ -111,19 +111,20 @@ class WindowAttention(FusedSelfAttention):
 
     def call(self, x, attention_mask=None, training=None):
         n = x.shape[1]
-        q, k, v = self.split_heads(x)  # each (B*nW, heads, N, head_dim)
+        q, k, v = self.project_qkv(x)  # each (B*nW, N, heads, head_dim): no transposes to heads-first
         bias = ops.cast(self.relative_position_bias(), "float32")
         if attention_mask is not None:
             # Group the windows per image so the (nW, N, N) mask broadcasts over the batch:
-            # (B, nW, heads, N, d) against (nW, 1, N, N).
+            # (B, nW, N, heads, d) against the (nW, heads, N, N) bias + mask.
             num_windows = attention_mask.shape[0]
-            grouped = lambda t: ops.reshape(t, (-1, num_windows, self.num_heads, n, self.head_dim))
+            grouped = lambda t: ops.reshape(t, (-1, num_windows, n, self.num_heads, self.head_dim))
             q, k, v = grouped(q), grouped(k), grouped(v)
             bias = bias[None] + ops.cast(attention_mask, "float32")[:, None]
-        out, weights = exact_attention(q, k, v, bias=bias, return_weights=True)
+        out, weights = exact_attention(q, k, v, bias=bias, return_weights=True, heads_last=True)
         if training and self.attention_dropout > 0:
-            out = ops.einsum("...qk,...kd->...qd", ops.cast(self.attn_drop(weights, training=training), v.dtype), v)
-        return self.merge_heads(ops.reshape(out, (-1, self.num_heads, n, self.head_dim)), training)
+            out = weighted_values(self.attn_drop(weights, training=training), v, heads_last=True)
+        return self.merge_heads(ops.reshape(out, (-1, n, self.num_heads, self.head_dim)), training,
+                                heads_first=False)
 
     def get_config(self):
         config = super().get_config()
