@@ -4,6 +4,15 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# tests/jax runs only under KERAS_BACKEND=jax, and then alone: every other folder is the TensorFlow
+# suite. Read from the environment, not from keras, so that pytest-xdist's controller never loads it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if os.environ.get("KERAS_BACKEND") == "jax":
+    collect_ignore = sorted(name for name in os.listdir(_HERE) if name.startswith("test_") or (
+        os.path.isdir(os.path.join(_HERE, name)) and name not in ("jax", "__pycache__")))
+else:
+    collect_ignore = ["jax"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():

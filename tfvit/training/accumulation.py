@@ -11,6 +11,9 @@ holds exactly, whether or not N divides B: the applied update equals the full-ba
 float32 rounding of the sum's order. Weight regularisation (a penalty on the weights, not on the
 data) is counted once per step, not once per micro-batch.
 
+The TensorFlow train step is below; the JAX one, the same computation in Keras's stateless JAX
+trainer, is in ``accumulation_jax.py``.
+
 This is the "gradient accumulation" of the GAO study (../shared/seeds/002): done this way it trains
 exactly like the large batch B while holding activations for only m examples at a time.
 """
@@ -54,21 +57,23 @@ class GradientAccumulationModel(keras.Model):
     ``compile``, ``fit``, ``evaluate``, ``predict`` and saving work as for the wrapped model, whose
     weights are the ones trained (``wrapper.model`` is the original object). Feed it batches of the
     effective size B; each is split into ``steps`` micro-batches of ceil(B / steps) examples in a
-    ``tf.while_loop`` of the compiled step (not ``steps`` Python calls). Gradients are summed and
-    applied once, so ``optimizer.iterations`` counts updates, and under ``tf.distribute`` the
-    all-reduce happens once per step. Non-trainable state (BatchNorm moving statistics) updates once
-    per micro-batch, as it would with small batches. Metrics see every example once.
+    ``tf.while_loop`` of the compiled step (on JAX, a ``jax.lax.scan`` of the jitted stateless step:
+    ``accumulation_jax.py``), not ``steps`` Python calls. Gradients are summed and applied once, so
+    ``optimizer.iterations`` counts updates, and under ``tf.distribute`` the all-reduce happens once
+    per step. Non-trainable state (BatchNorm moving statistics) updates once per micro-batch, as it
+    would with small batches. Metrics see every example once.
 
-    Exactness holds for losses reduced as Keras's default ``"sum_over_batch_size"`` (and ``"sum"``),
-    when the model treats examples independently (BatchNorm in training mode does not: its batch
-    statistics are those of each micro-batch).
+    Exactness holds for losses reduced as Keras's default ``"sum_over_batch_size"``, when the model
+    treats examples independently (BatchNorm in training mode does not: its batch statistics are
+    those of each micro-batch). A ``"sum"`` reduction gets the full-batch update times m / B, since
+    each micro-batch loss is weighted by m / B.
     """
 
     def __init__(self, model, steps=1, **kwargs):
-        if keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() not in ("tensorflow", "jax"):
             raise RuntimeError(
-                f"GradientAccumulationModel's train step is written for the TensorFlow backend; the Keras backend "
-                f"is {keras.backend.backend()!r}. Use KERAS_BACKEND=tensorflow, or Keras's optimizer-side "
+                f"GradientAccumulationModel has train steps for the TensorFlow and JAX backends; the Keras backend "
+                f"is {keras.backend.backend()!r}. Use KERAS_BACKEND=tensorflow or jax, or Keras's optimizer-side "
                 f"gradient_accumulation_steps on other backends."
             )
         if not isinstance(model, keras.layers.Layer):
@@ -97,7 +102,16 @@ class GradientAccumulationModel(keras.Model):
         penalties = [v.regularizer(v) for v in self.trainable_weights if v.regularizer is not None]
         return tf.add_n([tf.cast(p, tf.float32) for p in penalties]) if penalties else None
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """``train_step(data)`` on TensorFlow; ``train_step(state, data) -> (logs, state)`` on JAX, whose
+        stateless step is in ``accumulation_jax.py``."""
+        if keras.backend.backend() == "jax":
+            from tfvit.training import accumulation_jax  # imports jax: only on that backend
+
+            return accumulation_jax.train_step(self, *args)
+        return self._tensorflow_train_step(*args)
+
+    def _tensorflow_train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_weights
         if not variables:
