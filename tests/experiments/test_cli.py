@@ -19,4 +19,6 @@ def test_checkpoint_pairs_need_a_model_and_a_path(tmp_path):
 
 def test_every_recipe_gets_the_same_run_flags():
     args = add_run_arguments(argparse.ArgumentParser()).parse_args(["--jit", "--limit-train", "64"])
-    assert (args.jit, args.limit_train, args.limit_test, args.precision, args.logdir) == (True, 64, 0, "float32", "logs")
+    assert (args.jit, args.limit_train, args.limit_test, args.precision, args.logdir) == (True, 64, 0, "auto", "logs")
+    assert add_run_arguments(argparse.ArgumentParser()).parse_args(["--no-jit"]).jit is False
+    assert add_run_arguments(argparse.ArgumentParser()).parse_args([]).jit is None

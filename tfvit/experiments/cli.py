@@ -10,8 +10,11 @@ from tfvit.experiments.report import write_tables
 def add_run_arguments(parser):
     """The flags of every recipe: data location, precision, XLA, seed, log root, quick-run limits, output."""
     parser.add_argument("--data-dir", help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32")
-    parser.add_argument("--jit", action="store_true", help="compile train steps with XLA")
+    parser.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"], default="auto",
+                        help="dtype policy (default auto: the fastest measured for this device, "
+                             "tfvit.training.training_defaults)")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                        help="compile train steps with XLA, or not (default: the device's fastest)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logdir", default="logs")
     parser.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")

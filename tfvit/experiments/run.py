@@ -22,6 +22,7 @@ from tfvit.training import GradientAccumulationModel
 from tfvit.training.callbacks import standard_callbacks
 from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
+from tfvit.training.device_defaults import resolve as resolve_device_defaults
 from tfvit.training.precision import set_precision
 from tfvit.training.resume import fit_resumable
 from tfvit.training.schedules import WarmupCosineDecay
@@ -46,8 +47,8 @@ class RunConfig:
     augment: str = ""
     dropout: float = 0.0
     drop_path: float = -1.0  # < 0: the registry configuration's own rate
-    precision: str = "float32"
-    jit: bool = False
+    precision: str = "float32"  # "auto": the device's fastest (tfvit.training.device_defaults)
+    jit: bool = False  # None: the device's choice
     seed: int = 0
     limit_train: int = 0   # 0: the whole split
     limit_test: int = 0
@@ -58,6 +59,12 @@ class RunConfig:
     finetune: str = "full"  # which weights train: "full", "partial" or "head" (tfvit.training.finetune)
     frozen_blocks: int = -1  # "partial": blocks / stages frozen after the stem (< 0: the default, half)
     layer_decay: float = 0.0  # layer-wise learning-rate decay factor (0: none)
+
+    def __post_init__(self):
+        # "auto" / None become the concrete choice here, so a run's name and saved config say what ran.
+        precision, jit = resolve_device_defaults(self.precision, self.jit)
+        object.__setattr__(self, "precision", precision)
+        object.__setattr__(self, "jit", jit)
 
     @property
     def micro_batch(self):

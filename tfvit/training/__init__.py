@@ -2,6 +2,7 @@
 
 from tfvit.training.accumulation import GradientAccumulationModel
 from tfvit.training.callbacks import StepScalars, TrainingSpeed, log_hparams, standard_callbacks
+from tfvit.training.device_defaults import TrainingDefaults, training_defaults
 from tfvit.training.finetune import FinetuneSummary, freeze_for_finetuning, layer_decay_multipliers, layer_ids
 from tfvit.training.optimizers import DEFAULT_NO_DECAY, build_optimizer
 from tfvit.training.precision import precision, set_precision
@@ -10,7 +11,7 @@ from tfvit.training.schedules import PerUpdateSchedule, WarmupCosineDecay, scale
 
 __all__ = [
     "DEFAULT_NO_DECAY", "FinetuneSummary", "GradientAccumulationModel", "PerUpdateSchedule", "ResumableTraining",
-    "StepScalars", "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable", "freeze_for_finetuning",
+    "StepScalars", "TrainingDefaults", "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable", "freeze_for_finetuning",
     "layer_decay_multipliers", "layer_ids", "log_hparams", "precision", "resume_epoch", "scaled_learning_rate",
-    "set_precision", "standard_callbacks", "steps_per_epoch",
+    "set_precision", "standard_callbacks", "steps_per_epoch", "training_defaults",
 ]
