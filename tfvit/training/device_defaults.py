@@ -89,7 +89,7 @@ def choose(backend, gpu_capability, flags):
 
 def training_defaults():
     """``TrainingDefaults`` for this machine and Keras backend: use ``precision`` with
-    ``tfvit.set_precision`` before building the model and ``jit_compile`` in ``compile``."""
+    ``tfvit.training.set_precision`` before building the model and ``jit_compile`` in ``compile``."""
     return choose(keras.backend.backend(), _gpu_compute_capability(), cpu_flags())
 
 
