@@ -3,6 +3,7 @@ measurements in fresh child processes (so each configuration's peak memory is it
 machine slows all configurations alike)."""
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -49,11 +50,13 @@ class PeakResidentMemory:
 
 def interleaved(commands, rounds, progress=True):
     """Run each child command once per round, round by round (A B C ... A B C); each prints one JSON
-    line last. Returns {key: [parsed results]} for the ``(key, command)`` pairs given."""
-    results = {key: [] for key, _ in commands}
+    line last. Returns {key: [parsed results]} for the ``(key, command)`` pairs given; a third item,
+    ``(key, command, env)``, adds those environment variables to that child's."""
+    results = {key: [] for key, *_ in commands}
     for round_ in range(rounds):
-        for key, command in commands:
-            out = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+        for key, command, *extra in commands:
+            env = {**os.environ, **extra[0]} if extra else None
+            out = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
             if out.returncode:
                 raise RuntimeError(f"{key}: child failed:\n{out.stderr[-2000:]}")
             results[key].append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -14,6 +14,7 @@ CASES = {
     "ClassToken": (lambda: layers.ClassToken(), (2, 4, 8)),
     "PositionEmbedding": (lambda: layers.PositionEmbedding((2, 2)), (2, 5, 8)),
     "MLP": (lambda: layers.MLP(16), (2, 4, 8)),
+    "LayerNorm": (lambda: layers.LayerNorm(epsilon=1e-6), (2, 4, 8)),
     "DropPath": (lambda: layers.DropPath(0.2, seed=1), (2, 4, 8)),
     "MultiHeadSelfAttention": (lambda: layers.MultiHeadSelfAttention(2), (2, 5, 8)),
     "TransformerBlock": (lambda: layers.TransformerBlock(2, drop_path=0.1), (2, 5, 8)),
@@ -56,7 +57,7 @@ def test_mixed_precision_outputs(name, policy, tolerance):
 @pytest.mark.parametrize("name", ["MultiHeadSelfAttention", "TransformerBlock", "WindowAttention", "SwinBlock",
                                   "NeighborhoodAttention2D", "LocalAttention1D"])
 def test_softmax_runs_in_float32_under_mixed_precision(name, monkeypatch):
-    # (Normalisation uses keras.layers.LayerNormalization, which computes in float32 by itself.)
+    # (Normalisation is tfvit.layers.LayerNorm, which computes in float32 by itself: test_layer_norm.py.)
     seen = []
     original = keras.ops.softmax
 

@@ -4,6 +4,8 @@ from tfvit.layers.attention import MultiHeadSelfAttention, exact_attention
 from tfvit.layers.blocks import TransformerBlock
 from tfvit.layers.drop_path import DropPath
 from tfvit.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resize_position_embedding
+from tfvit.layers.gelu import gelu
+from tfvit.layers.layer_norm import LayerNorm, layer_norm
 from tfvit.layers.local import LocalAttention1D, NeighborhoodAttention2D, local_attention_1d, neighborhood_attention_2d
 from tfvit.layers.mlp import MLP
 from tfvit.layers.patch_merging import PatchMerging
@@ -19,10 +21,10 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "DropPath", "LocalAttention1D", "MLP", "MultiHeadSelfAttention", "NeighborhoodAttention2D",
+    "ClassToken", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention", "NeighborhoodAttention2D",
     "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding", "SwinBlock", "SwinStage",
     "TokenPooling", "TransformerBlock", "WindowAttention", "effective_window", "exact_attention",
-    "favor_attention", "local_attention_1d", "neighborhood_attention_2d", "random_projection",
+    "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d", "random_projection",
     "relative_position_index", "resize_position_embedding", "shifted_window_mask", "window_partition",
     "window_reverse",
 ]

@@ -12,6 +12,7 @@ import keras
 from tfvit import _validation as check
 from tfvit.layers.attention import MultiHeadSelfAttention
 from tfvit.layers.drop_path import DropPath
+from tfvit.layers.layer_norm import LayerNorm
 from tfvit.layers.mlp import MLP
 
 
@@ -45,13 +46,13 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = check.rate("drop_path", drop_path)
         self.norm_epsilon = float(norm_epsilon)
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
+        self.norm1 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
         self.attn = attention if attention is not None else MultiHeadSelfAttention(
             num_heads, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
             projection_dropout=self.dropout, dtype=policy, name="attn",
         )
         self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
+        self.norm2 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
         self.mlp = None  # width known at build
 
     def build(self, input_shape):

@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers.layer_norm import LayerNorm
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
@@ -33,7 +34,7 @@ class PatchEmbedding(keras.layers.Layer):
             dtype=self.dtype_policy, name="proj",
         )
         self.norm = (
-            keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm")
+            LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm")
             if self.use_norm else None
         )
 

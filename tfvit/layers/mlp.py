@@ -7,13 +7,15 @@ Vaswani et al. 2017 section 3.3; Dosovitskiy et al. 2021 eq. 3.
 import keras
 
 from tfvit import _validation as check
+from tfvit.layers.gelu import gelu
 
 
 def _activation(name):
     # keras.activations.gelu defaults to the tanh approximation; ViT and timm use the exact erf form,
-    # and pretrained checkpoints only reproduce their logits with the exact one.
+    # and pretrained checkpoints only reproduce their logits with the exact one. tfvit's own computes
+    # it with a hand-written derivative (tfvit/layers/gelu.py).
     if name == "gelu":
-        return lambda x: keras.activations.gelu(x, approximate=False)
+        return gelu
     return keras.activations.get(name)
 
 

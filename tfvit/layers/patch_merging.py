@@ -9,6 +9,8 @@ official code and timm, so pretrained ``reduction`` weights map unchanged.
 import keras
 from keras import ops
 
+from tfvit.layers.layer_norm import LayerNorm
+
 
 @keras.saving.register_keras_serializable(package="tfvit")
 class PatchMerging(keras.layers.Layer):
@@ -18,7 +20,7 @@ class PatchMerging(keras.layers.Layer):
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.norm_epsilon = float(norm_epsilon)
-        self.norm = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm")
+        self.norm = LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm")
         self.reduction = None
 
     def build(self, input_shape):

@@ -15,6 +15,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.drop_path import DropPath
+from tfvit.layers.layer_norm import LayerNorm
 from tfvit.layers.mlp import MLP
 from tfvit.layers.patch_merging import PatchMerging
 from tfvit.layers.window import WindowAttention, shifted_window_mask, window_partition, window_reverse
@@ -53,8 +54,8 @@ class SwinBlock(keras.layers.Layer):
         self.drop_path_rate = check.rate("drop_path", drop_path)
         self.norm_epsilon = float(norm_epsilon)
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
+        self.norm1 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
+        self.norm2 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
         self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
         self.attn = self.mlp = None  # the window depends on the grid, known at build
 

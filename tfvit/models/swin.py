@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfvit import _validation as check
-from tfvit.layers import PatchEmbedding, SwinStage, TokenPooling, effective_window
+from tfvit.layers import LayerNorm, PatchEmbedding, SwinStage, TokenPooling, effective_window
 from tfvit.models.base import ImageClassifier
 
 
@@ -74,7 +74,7 @@ class SwinTransformer(ImageClassifier):
                 qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout,
                 drop_path=rates[first:first + depth], norm_epsilon=norm_epsilon, dtype=dtype, name=f"layers.{i}",
             )(x)
-        x = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
+        x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
         x = TokenPooling("mean", num_prefix_tokens=0, dtype=dtype, name="pool")(x)
         if num_classes:
             x = keras.layers.Dropout(dropout, dtype=dtype, name="head_drop")(x)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfvit import _validation as check
-from tfvit.layers import ClassToken, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
+from tfvit.layers import ClassToken, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
 from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind
 from tfvit.models.base import ImageClassifier
 
@@ -74,7 +74,7 @@ class VisionTransformer(ImageClassifier):
                 attention=mixer, mlp_ratio=mlp_ratio, dropout=dropout, drop_path=float(rate),
                 norm_epsilon=norm_epsilon, dtype=dtype, name=f"blocks.{i}",
             )(x)
-        x = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
+        x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
         x = pooling_layer(x)
         if num_classes:
             x = keras.layers.Dropout(dropout, dtype=dtype, name="head_drop")(x)
