@@ -2,7 +2,7 @@
 
 Two measurements, both interleaved so a noisy machine slows both sides alike:
 
-1. ``ops``: forward + backward of one GELU on an MLP's hidden activations (batch x tokens, 4 x width)
+1. ``ops``: forward + backward of one GELU on MLP-like activations (batch x tokens, 4 x width)
    and of one LayerNorm on a block's tokens (batch, tokens, width), ``keras.activations.gelu
    (approximate=False)`` / ``keras.layers.LayerNormalization`` against ``tfvit.layers.gelu`` /
    ``tfvit.layers.LayerNorm``, alternated call by call in one process (medians over --repeats).
