@@ -28,7 +28,7 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, os.path.dirname(TOOLS))
 
-from measure import interleaved  # noqa: E402
+from measure import interleaved, median  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 JIT_MODES = ("no-xla", "xla")
@@ -132,11 +132,10 @@ def model_part(args):
                     print(f"| {config} | {precision} | {jit} | failed: {failed[0]} ||||||")
                     continue
                 ratios = [y["images_per_s"] / x["images_per_s"] for x, y in zip(a, b)]
-                med = lambda runs, field: statistics.median(r[field] for r in runs)  # noqa: E731
                 print(f"| {config} | {precision} | {'yes' if jit == 'xla' else 'no'} "
-                      f"| {med(a, 'images_per_s'):.1f} | {med(b, 'images_per_s'):.1f} | {statistics.median(ratios):.2f} "
-                      f"| {' '.join(f'{r:.2f}' for r in ratios)} "
-                      f"| {med(a, 'peak_mb'):.0f} | {med(b, 'peak_mb'):.0f} |")
+                      f"| {median(a, 'images_per_s'):.1f} | {median(b, 'images_per_s'):.1f} "
+                      f"| {statistics.median(ratios):.2f} | {' '.join(f'{r:.2f}' for r in ratios)} "
+                      f"| {median(a, 'peak_mb'):.0f} | {median(b, 'peak_mb'):.0f} |")
     print()
 
 

@@ -21,10 +21,10 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention", "NeighborhoodAttention2D",
-    "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding", "SwinBlock", "SwinStage",
-    "TokenPooling", "TransformerBlock", "WindowAttention", "effective_window", "exact_attention",
-    "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d", "random_projection",
-    "relative_position_index", "resize_position_embedding", "shifted_window_mask", "window_partition",
-    "window_reverse",
+    "ClassToken", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
+    "NeighborhoodAttention2D", "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding",
+    "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention", "effective_window",
+    "exact_attention", "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d",
+    "random_projection", "relative_position_index", "resize_position_embedding", "shifted_window_mask",
+    "window_partition", "window_reverse",
 ]
