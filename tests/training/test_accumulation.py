@@ -15,7 +15,8 @@ import tensorflow as tf
 from tests.accumulation_cases import (
     LOSS, applied_update, assert_all_close, check_mixed_precision_accumulation, data, mlp, tiny_swin,
 )
-# The backend-neutral tests (the module's __all__), shared with tests/jax/test_accumulation_jax.py: pytest collects them here.
+# The backend-neutral tests (the module's __all__), shared with tests/jax/test_accumulation_jax.py:
+# pytest collects them here.
 from tests.accumulation_cases import *  # noqa: F401,F403
 
 
