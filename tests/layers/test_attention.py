@@ -17,18 +17,18 @@ def test_exact_attention_matches_softmax_formula_with_bias():
             np.testing.assert_allclose(out.numpy()[b, h], a @ v[b, h], atol=1e-5)
 
 
-def test_exact_attention_heads_last_layout_matches_heads_first():
-    """(..., N, heads, d) inputs give the same weights and outputs as the transposed layout."""
+def test_exact_attention_broadcasts_leading_axes_against_the_bias():
+    """Window attention's layout: (B, nW, heads, N, d) against a (nW, heads, N, N) bias."""
     rng = np.random.default_rng(3)
-    q, k, v = (rng.normal(size=(2, 4, 5, 3, 4)).astype("float32") for _ in range(3))  # (B, nW, N, h, d)
-    bias = rng.normal(size=(4, 3, 5, 5)).astype("float32")                              # (nW, h, N, N)
-    out, weights = exact_attention(q, k, v, bias=bias, return_weights=True, heads_last=True)
+    q, k, v = (rng.normal(size=(2, 4, 3, 5, 4)).astype("float32") for _ in range(3))
+    bias = rng.normal(size=(4, 3, 5, 5)).astype("float32")
+    out, weights = exact_attention(q, k, v, bias=bias, return_weights=True)
     for b in range(2):
         for w in range(4):
             for h in range(3):
-                a = reference.softmax(q[b, w, :, h] @ k[b, w, :, h].T / 2.0 + bias[w, h])
+                a = reference.softmax(q[b, w, h] @ k[b, w, h].T / 2.0 + bias[w, h])
                 np.testing.assert_allclose(weights.numpy()[b, w, h], a, atol=1e-6)
-                np.testing.assert_allclose(out.numpy()[b, w, :, h], a @ v[b, w, :, h], atol=1e-5)
+                np.testing.assert_allclose(out.numpy()[b, w, h], a @ v[b, w, h], atol=1e-5)
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -11,39 +11,32 @@ from keras import ops
 from tfvit import _validation as check
 
 
-def exact_attention(q, k, v, bias=None, scale=None, return_weights=False, heads_last=False):
+def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
     """softmax(q k^T * scale + bias) v, softmax in float32.
 
-    q: (..., Nq, d), k and v: (..., Nk, d); leading axes (batch, heads, windows...) broadcast, and so
-    does ``bias`` against the (..., Nq, Nk) logits. ``heads_last``: q, k, v are laid out
-    (..., N, heads, d) as the qkv projection makes them, the output is too, and the logits, bias
-    and weights are (..., heads, Nq, Nk). The einsums then read that layout directly, which saves
-    the transposes to and from (..., heads, N, d). ``scale`` defaults to d^-1/2. The logits are
-    formed in the inputs' dtype (fast under mixed precision) but the softmax runs in float32, where
-    a float16 exponential would overflow and a bfloat16 sum would lose the small terms.
+    q: (..., Nq, d), k and v: (..., Nk, d), heads before tokens; leading axes (batch, windows,
+    heads...) broadcast, and so does ``bias`` against the (..., Nq, Nk) logits. ``scale`` defaults
+    to d^-1/2. Both products are batched matrix products (``keras.ops.matmul``; the transpose of k is
+    folded into the product by TensorFlow's graph optimizer): on TensorFlow they ran 1.2-1.6x faster
+    forward and backward than the same products written as einsums, whose kernel transposes its
+    operands itself (``tools/attention_path_bench.py``). The logits are formed in the inputs' dtype
+    (fast under mixed precision) but the softmax runs in float32, where a float16 exponential would
+    overflow and a bfloat16 sum would lose the small terms.
     Returns the output in the dtype of v, and the float32 weights too when ``return_weights``.
     """
     head_dim = q.shape[-1]
     scale = head_dim ** -0.5 if scale is None else scale
-    logits_equation, output_equation = _EQUATIONS[bool(heads_last)]
-    logits = ops.einsum(logits_equation, q * ops.cast(scale, q.dtype), k)
-    logits = ops.cast(logits, "float32")
+    logits = ops.cast(ops.matmul(q * ops.cast(scale, q.dtype), ops.swapaxes(k, -1, -2)), "float32")
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")
     weights = ops.softmax(logits, axis=-1)
-    out = weighted_values(weights, v, heads_last)
+    out = weighted_values(weights, v)
     return (out, weights) if return_weights else out
 
 
-def weighted_values(weights, v, heads_last=False):
-    """The attention output: the (..., [heads,] Nq, Nk) weights applied to v, in v's dtype."""
-    return ops.einsum(_EQUATIONS[bool(heads_last)][1], ops.cast(weights, v.dtype), v)
-
-
-_EQUATIONS = {  # heads_last: (logits, output)
-    False: ("...qd,...kd->...qk", "...qk,...kd->...qd"),
-    True: ("...qhd,...khd->...hqk", "...hqk,...khd->...qhd"),
-}
+def weighted_values(weights, v):
+    """The attention output: the (..., Nq, Nk) weights applied to the (..., Nk, d) values, in v's dtype."""
+    return ops.matmul(ops.cast(weights, v.dtype), v)
 
 
 class FusedSelfAttention(keras.layers.Layer):
@@ -88,9 +81,18 @@ class FusedSelfAttention(keras.layers.Layer):
             for t in ops.split(self.qkv(x), 3, axis=-1)
         ]
 
+    def qkv_tokens(self, x):
+        """(B, N, D) -> the qkv projection as (B, N, 3, heads, head_dim)."""
+        batch, tokens = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim))
+
     def split_heads(self, x):
-        """(B, N, D) -> q, k, v, each (B, heads, N, head_dim)."""
-        return [ops.transpose(t, (0, 2, 1, 3)) for t in self.project_qkv(x)]
+        """(B, N, D) -> q, k, v, each (B, heads, N, head_dim), laid out for batched matrix products."""
+        # One transpose of the whole qkv output to (3, B, heads, N, head_dim), then an unstack along
+        # the leading axis: the backward pass is one stack and one transpose. (Indexing q, k, v out
+        # of the reshape instead gives three strided slices, whose gradients are three zero-filled
+        # tensors of the full qkv size added up.) tools/attention_path_bench.py times the paths.
+        return ops.unstack(ops.transpose(self.qkv_tokens(x), (2, 0, 3, 1, 4)), 3, axis=0)
 
     def merge_heads(self, out, training=None, heads_first=True):
         """(B, heads, N, head_dim) (or (B, N, heads, head_dim)) -> projected (B, N, D)."""
@@ -117,8 +119,9 @@ class MultiHeadSelfAttention(FusedSelfAttention):
     attention weights (float32), e.g. for attention rollout. ``use_fused_attention`` routes the
     plain case (no weights requested, no attention dropout) through ``keras.ops.dot_product_attention``;
     the default ``None`` does so on backends that have a fused kernel for it (JAX, torch). On
-    TensorFlow that op is the same two einsums and was no faster in ``tools/attention_path_bench.py``,
-    so the default there is the explicit path. Sub-layers follow timm: ``qkv`` and ``proj``.
+    TensorFlow that op is two einsums, slower than the explicit path's batched matrix products in
+    ``tools/attention_path_bench.py``, so the default there is the explicit path. Sub-layers follow
+    timm: ``qkv`` and ``proj``.
     """
 
     def __init__(self, num_heads, qkv_bias=True, attention_dropout=0.0, projection_dropout=0.0,
@@ -129,18 +132,20 @@ class MultiHeadSelfAttention(FusedSelfAttention):
         self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
 
     def call(self, x, return_attention_scores=False, training=None):
-        q, k, v = self.project_qkv(x)  # each (B, N, heads, head_dim)
         use_fused = self.use_fused_attention
         if use_fused is None:
             use_fused = keras.backend.backend() != "tensorflow"
         dropping = bool(training) and self.attention_dropout > 0
         if use_fused and not return_attention_scores and not dropping:
-            out, weights = ops.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5), None
-        else:
-            out, weights = exact_attention(q, k, v, return_weights=True, heads_last=True)
-            if dropping:
-                out = weighted_values(self.attn_drop(weights, training=training), v, heads_last=True)
-        out = self.merge_heads(out, training=training, heads_first=False)
+            # keras.ops.dot_product_attention takes (B, N, heads, head_dim), the projection's own layout
+            q, k, v = ops.unstack(self.qkv_tokens(x), 3, axis=2)
+            out = ops.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+            return self.merge_heads(out, training=training, heads_first=False)
+        q, k, v = self.split_heads(x)  # each (B, heads, N, head_dim)
+        out, weights = exact_attention(q, k, v, return_weights=True)
+        if dropping:
+            out = weighted_values(self.attn_drop(weights, training=training), v)
+        out = self.merge_heads(out, training=training)
         return (out, weights) if return_attention_scores else out
 
     def get_config(self):

@@ -111,20 +111,19 @@ class WindowAttention(FusedSelfAttention):
 
     def call(self, x, attention_mask=None, training=None):
         n = x.shape[1]
-        q, k, v = self.project_qkv(x)  # each (B*nW, N, heads, head_dim): no transposes to heads-first
+        q, k, v = self.split_heads(x)  # each (B*nW, heads, N, head_dim)
         bias = ops.cast(self.relative_position_bias(), "float32")
         if attention_mask is not None:
             # Group the windows per image so the (nW, N, N) mask broadcasts over the batch:
-            # (B, nW, N, heads, d) against the (nW, heads, N, N) bias + mask.
+            # (B, nW, heads, N, d) against the (nW, heads, N, N) bias + mask.
             num_windows = attention_mask.shape[0]
-            grouped = lambda t: ops.reshape(t, (-1, num_windows, n, self.num_heads, self.head_dim))
+            grouped = lambda t: ops.reshape(t, (-1, num_windows, self.num_heads, n, self.head_dim))
             q, k, v = grouped(q), grouped(k), grouped(v)
             bias = bias[None] + ops.cast(attention_mask, "float32")[:, None]
-        out, weights = exact_attention(q, k, v, bias=bias, return_weights=True, heads_last=True)
+        out, weights = exact_attention(q, k, v, bias=bias, return_weights=True)
         if training and self.attention_dropout > 0:
-            out = weighted_values(self.attn_drop(weights, training=training), v, heads_last=True)
-        return self.merge_heads(ops.reshape(out, (-1, n, self.num_heads, self.head_dim)), training,
-                                heads_first=False)
+            out = weighted_values(self.attn_drop(weights, training=training), v)
+        return self.merge_heads(ops.reshape(out, (-1, self.num_heads, n, self.head_dim)), training)
 
     def get_config(self):
         config = super().get_config()
