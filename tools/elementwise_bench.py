@@ -1,11 +1,13 @@
-"""GELU and LayerNorm with hand-written gradients (tfvit) against Keras's with automatic ones.
+"""GELU, LayerNorm and the bias gradient written by hand (tfvit) against Keras's automatic ones.
 
 Two measurements, both interleaved so a noisy machine slows both sides alike:
 
-1. ``ops``: forward + backward of one GELU on MLP-like activations (batch x tokens, 4 x width)
-   and of one LayerNorm on a block's tokens (batch, tokens, width), ``keras.activations.gelu
-   (approximate=False)`` / ``keras.layers.LayerNormalization`` against ``tfvit.layers.gelu`` /
-   ``tfvit.layers.LayerNorm``, alternated call by call in one process (medians over --repeats).
+1. ``ops``: forward + backward of one GELU on MLP-like activations (batch x tokens, 4 x width),
+   of one LayerNorm on a block's tokens (batch, tokens, width) and of one Dense layer (width ->
+   4 x width) on them, ``keras.activations.gelu(approximate=False)`` / ``keras.layers.LayerNormalization``
+   / ``keras.layers.Dense`` against ``tfvit.layers.gelu`` / ``tfvit.layers.LayerNorm`` /
+   ``tfvit.layers.Dense`` (whose bias gradient under bfloat16 is tfvit.layers.bias's), alternated call
+   by call in one process (medians over --repeats).
 2. ``model``: a whole training step of a tfvit model (``tools/benchmark.py``'s child: synthetic data,
    AdamW, ``train_on_batch``) traced with ``TFVIT_CLOSED_FORM_GRADIENTS=0`` (Keras's formulas and
    TensorFlow's autodiff) and without it (tfvit's), each in a fresh process, A B A B.
@@ -86,6 +88,13 @@ def ops_part(args):
                 norm.build(tokens.shape)
                 norms.append(norm)
             cases.append(("LayerNorm", *norms, tokens))
+            # a Dense layer (the MLP's fc1) whole: under bfloat16 tfvit's sums the bias gradient itself
+            dense_layers = []
+            for dense_class in (keras.layers.Dense, layers.Dense):
+                dense = dense_class(4 * args.width)
+                dense.build(tokens.shape)
+                dense_layers.append(dense)
+            cases.append(("Dense", *dense_layers, tokens))
             for name, keras_fn, tfvit_fn, x in cases:
                 keras_s, tfvit_s = time_op_pair(keras_fn, tfvit_fn, x, jit == "xla", args.repeats)
                 rows.append((name, tuple(x.shape), precision, jit, keras_s, tfvit_s))

@@ -15,6 +15,8 @@ CASES = {
     "PositionEmbedding": (lambda: layers.PositionEmbedding((2, 2)), (2, 5, 8)),
     "MLP": (lambda: layers.MLP(16), (2, 4, 8)),
     "LayerNorm": (lambda: layers.LayerNorm(epsilon=1e-6), (2, 4, 8)),
+    "Dense": (lambda: layers.Dense(6), (2, 4, 8)),
+    "Conv2D": (lambda: layers.Conv2D(6, 2, strides=2), (2, 4, 4, 3)),
     "DropPath": (lambda: layers.DropPath(0.2, seed=1), (2, 4, 8)),
     "MultiHeadSelfAttention": (lambda: layers.MultiHeadSelfAttention(2), (2, 5, 8)),
     "TransformerBlock": (lambda: layers.TransformerBlock(2, drop_path=0.1), (2, 5, 8)),

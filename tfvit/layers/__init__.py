@@ -1,6 +1,7 @@
 """Keras layers of tfvit (keras.ops only, serializable under the package name "tfvit")."""
 
 from tfvit.layers.attention import MultiHeadSelfAttention, exact_attention
+from tfvit.layers.bias import Conv2D, Dense, bias_add
 from tfvit.layers.blocks import TransformerBlock
 from tfvit.layers.drop_path import DropPath
 from tfvit.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resize_position_embedding
@@ -21,9 +22,9 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
+    "ClassToken", "Conv2D", "Dense", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
     "NeighborhoodAttention2D", "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding",
-    "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention", "effective_window",
+    "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention", "bias_add", "effective_window",
     "exact_attention", "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d",
     "random_projection", "relative_position_index", "resize_position_embedding", "shifted_window_mask",
     "window_partition", "window_reverse",

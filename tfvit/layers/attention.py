@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers.bias import Dense
 
 
 def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
@@ -62,8 +63,8 @@ class FusedSelfAttention(keras.layers.Layer):
         dim = input_shape[-1]
         self.head_dim = self.key_dim or check.heads_divide("dim", dim, self.num_heads)
         inner = self.num_heads * self.head_dim
-        self.qkv = keras.layers.Dense(3 * inner, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(dim, dtype=self.dtype_policy, name="proj")
+        self.qkv = Dense(3 * inner, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="qkv")
+        self.proj = Dense(dim, dtype=self.dtype_policy, name="proj")
         self.qkv.build(input_shape)
         self.proj.build(tuple(input_shape[:-1]) + (inner,))
         self.built = True

@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers.bias import Conv2D
 from tfvit.layers.layer_norm import LayerNorm
 
 
@@ -29,7 +30,7 @@ class PatchEmbedding(keras.layers.Layer):
         self.use_norm = bool(use_norm)
         self.norm_epsilon = float(norm_epsilon)
         self.flatten = bool(flatten)
-        self.proj = keras.layers.Conv2D(
+        self.proj = Conv2D(
             self.embed_dim, self.patch_size, strides=self.patch_size, padding="valid",
             dtype=self.dtype_policy, name="proj",
         )

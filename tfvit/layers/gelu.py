@@ -35,12 +35,14 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def closed_form_gradients():
-    """Whether GELU and LayerNorm use their hand-written gradients: on TensorFlow, yes.
+    """Whether GELU, LayerNorm and the bias addition (tfvit/layers/bias.py) use their hand-written
+    gradients: on TensorFlow, yes.
 
     On JAX the automatic derivative is compiled and fused by XLA already; the plain formula leaves
     memory planning and rematerialisation to the compiler. ``TFVIT_CLOSED_FORM_GRADIENTS=0`` in the
     environment turns them off (read when a model is traced): ``tools/elementwise_bench.py`` uses it
-    to time a whole model both ways, and it rules them out when a gradient looks wrong.
+    to time a whole model both ways, and it rules them out when a gradient looks wrong. Off, bias
+    gradients under bfloat16 are TensorFlow's, which are wrong (tfvit/layers/bias.py).
     """
     if os.environ.get("TFVIT_CLOSED_FORM_GRADIENTS", "1").strip().lower() in ("0", "false", "no", "off"):
         return False

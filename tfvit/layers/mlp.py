@@ -7,6 +7,7 @@ Vaswani et al. 2017 section 3.3; Dosovitskiy et al. 2021 eq. 3.
 import keras
 
 from tfvit import _validation as check
+from tfvit.layers.bias import Dense
 from tfvit.layers.gelu import gelu
 
 
@@ -33,13 +34,13 @@ class MLP(keras.layers.Layer):
         self.activation = activation
         self.dropout = check.rate("dropout", dropout)
         self._act = _activation(activation)
-        self.fc1 = keras.layers.Dense(self.hidden_dim, dtype=self.dtype_policy, name="fc1")
+        self.fc1 = Dense(self.hidden_dim, dtype=self.dtype_policy, name="fc1")
         self.fc2 = None  # width known at build
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="drop")
 
     def build(self, input_shape):
         out_dim = self.out_dim or input_shape[-1]
-        self.fc2 = keras.layers.Dense(out_dim, dtype=self.dtype_policy, name="fc2")
+        self.fc2 = Dense(out_dim, dtype=self.dtype_policy, name="fc2")
         self.fc1.build(input_shape)
         self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
         self.built = True
