@@ -69,19 +69,6 @@ class FusedSelfAttention(keras.layers.Layer):
         self.proj.build(tuple(input_shape[:-1]) + (inner,))
         self.built = True
 
-    def project_qkv(self, x):
-        """(B, N, D) -> q, k, v, each (B, N, heads, head_dim)."""
-        batch, tokens = ops.shape(x)[0], ops.shape(x)[1]
-        # A split of the channels, not an index into a (B, N, 3, heads, head_dim) reshape: the
-        # gradient of a split is one concatenation, that of three strided slices is three
-        # zero-filled full-size tensors added up. Forward + backward of the CIFAR ViT's attention
-        # ran 1.5x (float32) to 1.9x (bfloat16) faster this way without XLA, and 1.1x faster in
-        # bfloat16 with XLA (tools/attention_path_bench.py).
-        return [
-            ops.reshape(t, (batch, tokens, self.num_heads, self.head_dim))
-            for t in ops.split(self.qkv(x), 3, axis=-1)
-        ]
-
     def qkv_tokens(self, x):
         """(B, N, D) -> the qkv projection as (B, N, 3, heads, head_dim)."""
         batch, tokens = ops.shape(x)[0], ops.shape(x)[1]
