@@ -396,25 +396,36 @@ def child_matmul(args):
     print(json.dumps(out))
 
 
-def child_train(args):
+def training_setup(config, impl, precision, jit, batch):
+    """The measured training step's set-up: the model of ``config`` by ``impl`` under the ``precision``
+    policy, compiled with AdamW(1e-3) and the cross-entropy (``jit`` "xla" or "no-xla"), and one fixed
+    synthetic batch (x, y) of ``batch`` images. Returns (model, x, y). Also used by tools/op_profile.py."""
     sys.path.insert(0, ROOT)
     import keras
+    import numpy as np
+    import tensorflow as tf
+
+    name = CONFIGS[config][0]
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(0)
+    model = build(impl, name)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits(tfvit_config(name)[1])),
+                  metrics=[], jit_compile=jit == "xla")
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
+    y = tf.constant(rng.integers(0, model.output_shape[-1], batch))
+    return model, x, y
+
+
+def child_train(args):
     import numpy as np
     import tensorflow as tf
 
     from measure import PeakResidentMemory, resident_mb
 
     _import_keras_hub_if_installed()
-    name = CONFIGS[args.config][0]
-    keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(0)
-    model = build(args.impl, name)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits(tfvit_config(name)[1])),
-                  metrics=[], jit_compile=args.jit == "xla")
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((args.batch, *model.input_shape[1:]), dtype=np.float32))
-    y = tf.constant(rng.integers(0, model.output_shape[-1], args.batch))
+    model, x, y = training_setup(args.config, args.impl, args.precision, args.jit, args.batch)
     gpu = bool(tf.config.list_physical_devices("GPU"))
 
     baseline = resident_mb()

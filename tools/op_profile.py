@@ -82,23 +82,12 @@ def load_xspace(logdir):
 
 def profile(args):
     import keras
-    import numpy as np
     import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("op_profile reads TensorFlow's executor trace: run it with KERAS_BACKEND=tensorflow.")
-    name, default_batch = benchmark.CONFIGS[args.config]
-    keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(0)
-    model = benchmark.build(args.impl, name)
-    from_logits = benchmark.from_logits(benchmark.tfvit_config(name)[1])
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-                  jit_compile=args.jit == "xla")
-    batch = args.batch or default_batch
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
-    y = tf.constant(rng.integers(0, model.output_shape[-1], batch))
+    batch = args.batch or benchmark.CONFIGS[args.config][1]
+    model, x, y = benchmark.training_setup(args.config, args.impl, args.precision, args.jit, batch)
     for _ in range(args.warmup):
         model.train_on_batch(x, y)
     tf.profiler.experimental.start(args.logdir)
