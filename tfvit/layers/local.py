@@ -22,6 +22,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.attention import FusedSelfAttention
+from tfvit.layers.table_lookup import take_rows
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -188,8 +189,9 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
                 f"bias must have shape (heads, 2k-1, 2k-1) = {(heads, side, side)} or (heads, (2k-1)^2) = "
                 f"{(heads, side * side)} for kernel_size={kernel_size}, got {shape}."
             )
-        table = ops.reshape(ops.cast(bias, "float32"), (heads, side * side))
-        gathered_bias = ops.take(table, bias_index, axis=1)  # (heads, N, k^2), broadcasts over the batch
+        table = ops.transpose(ops.reshape(ops.cast(bias, "float32"), (heads, side * side)))  # ((2k-1)^2, heads)
+        # (heads, N, k^2), broadcasts over the batch; take_rows keeps the table's gradient dense.
+        gathered_bias = ops.transpose(take_rows(table, bias_index), (2, 0, 1))
     out, weights = _gathered_attention(q, k, v, keys, bias=gathered_bias)
     return (out, weights) if return_weights else out
 

@@ -13,6 +13,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.attention import FusedSelfAttention, exact_attention, weighted_values
+from tfvit.layers.table_lookup import take_rows
 
 MASKED = -100.0  # the official implementation's additive mask value; exp(-100) underflows to 0 in float32
 
@@ -99,14 +100,17 @@ class WindowAttention(FusedSelfAttention):
             )
         self.relative_position_bias_table = self.add_weight(
             name="relative_position_bias_table", shape=((2 * wh - 1) * (2 * ww - 1), self.num_heads),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            # autocast=False: the bias is added to float32 logits, so it is read (and trained) in float32
+            # under mixed precision too, as NeighborhoodAttention2D's table is.
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02), autocast=False,
         )
         super().build(input_shape)
 
     def relative_position_bias(self):
         """The (heads, N, N) bias B of eq. 4, gathered from the table."""
         n = self.window_size[0] * self.window_size[1]
-        bias = ops.take(self.relative_position_bias_table, self.relative_position_index, axis=0)
+        # take_rows: a dense gradient for the table (Keras's Adam mis-updates the IndexedSlices of a gather).
+        bias = take_rows(self.relative_position_bias_table, self.relative_position_index)
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
     def call(self, x, attention_mask=None, training=None):
