@@ -20,12 +20,14 @@ from tfvit.training import GradientAccumulationModel
 
 # The tests both backends' files import with `import *` (and so collect); the helpers are imported by name.
 __all__ = [
+    "test_accumulation_with_dropout_and_drop_path_trains_as_plain_fit",
     "test_batch_norm_statistics_update_per_micro_batch",
     "test_invalid_steps_raise",
     "test_iterations_count_updates_with_a_short_last_batch",
     "test_metrics_and_loss_see_each_example_once",
     "test_micro_batches_run_in_one_traced_loop_not_python_calls",
     "test_model_without_trainable_weights_raises",
+    "test_performer_redrawn_every_update_trains_the_same_under_accumulation",
     "test_reported_loss_counts_the_weight_penalty_once",
     "test_same_weights_as_keras_optimizer_accumulation",
     "test_save_load_and_wrapped_model_holds_trained_weights",
@@ -49,6 +51,27 @@ def tiny_swin(seed=1):
         image_size=8, patch_size=2, in_channels=1, embed_dim=8, depths=(2,), num_heads=(2,), window_size=2,
         num_classes=3, drop_path_rate=0.0,
     )
+
+
+def stochastic_model(kind, seed=1, rate=0.1, **options):
+    """A tiny Swin or ViT with every stochastic layer on: drop path, dropout, attention dropout."""
+    keras.utils.set_random_seed(seed)
+    regularised = dict(drop_path_rate=rate, dropout=rate, attention_dropout=rate, num_classes=3, in_channels=1)
+    if kind == "swin":
+        return tfvit.models.SwinTransformer(image_size=8, patch_size=2, embed_dim=8, depths=(2,), num_heads=(2,),
+                                            window_size=2, **regularised, **options)
+    return tfvit.models.VisionTransformer(image_size=8, patch_size=2, embed_dim=8, depth=2, num_heads=2,
+                                          **regularised, **options)
+
+
+def trained_weights(model, steps, x, y, updates=3, optimizer=None):
+    """Weights after ``updates`` full-batch updates: plain ``fit`` (steps None; eagerly, another path through
+    Keras than the traced step, and quicker for a tiny model) or accumulation over ``steps``."""
+    trainer = model if steps is None else GradientAccumulationModel(model, steps=steps)
+    trainer.compile(optimizer=optimizer or keras.optimizers.SGD(0.1, momentum=0.9), loss=LOSS,
+                    run_eagerly=steps is None and keras.backend.backend() == "tensorflow")
+    trainer.fit(x, y, batch_size=len(x), epochs=updates, shuffle=False, verbose=0)
+    return numpy_weights(model)
 
 
 def data(model, n, seed=0):
@@ -105,6 +128,34 @@ def check_mixed_precision_accumulation(policy, make, full_batch_gradient):
         for got, want in zip(update, expected):
             assert np.isfinite(got).all()
             np.testing.assert_allclose(got, want, atol=tolerance * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("kind", ["swin", "vit"])
+def test_accumulation_with_dropout_and_drop_path_trains_as_plain_fit(kind):
+    # SGD: Adam divides by the gradient's size, so a gradient that is zero but for rounding (the key bias,
+    # to which softmax is blind) moves its weight by ~lr whatever the rounding; SGD keeps rounding at 1e-7.
+    x, y = data(stochastic_model(kind), 10)  # micro-batches of 4, 3, 2: padded to 12, 12 and 10 rows
+    plain = trained_weights(stochastic_model(kind), None, x, y)
+    for steps in (1, 3, 4, 8):
+        assert_all_close(trained_weights(stochastic_model(kind), steps, x, y), plain)
+    # The stochastic layers did act: the same training without them ends elsewhere.
+    without = trained_weights(stochastic_model(kind, rate=0.0), None, x, y)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(plain, without)) > 1e-2
+
+
+def test_performer_redrawn_every_update_trains_the_same_under_accumulation():
+    make = lambda: stochastic_model("vit", rate=0.0, attention="performer_softmax",
+                                    attention_kwargs={"num_features": 8, "redraw_interval": 1, "seed": 3})
+    x, y = data(make(), 8)
+    model = make()
+    initial = keras.ops.convert_to_numpy(model.get_layer("blocks.0").attn.projection).copy()
+    plain = trained_weights(model, None, x, y)
+    redrawn = keras.ops.convert_to_numpy(model.get_layer("blocks.0").attn.projection)
+    assert not np.allclose(redrawn, initial)  # the projection was redrawn
+    accumulated_model = make()
+    assert_all_close(trained_weights(accumulated_model, 4, x, y), plain)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(accumulated_model.get_layer("blocks.0").attn.projection),
+                                  redrawn)
 
 
 @pytest.mark.parametrize(

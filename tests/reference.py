@@ -153,3 +153,23 @@ def check_mixed_precision(make, x, policy, tolerance, prepare=None):
     out = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, expected, atol=tolerance * max(1.0, np.abs(expected).max()))
+
+
+def lowbias32(x):
+    """C. Wellons' lowbias32 integer hash on uint32 numpy arrays, written from its definition."""
+    x = np.asarray(x, np.uint32).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint32(16)
+        x *= np.uint32(0x7FEB352D)
+        x ^= x >> np.uint32(15)
+        x *= np.uint32(0x846CA68B)
+        x ^= x >> np.uint32(16)
+    return x
+
+
+def keyed_uniform(layer_seed, update, example, element):
+    """U(s, t, e, j) of tfvit.layers.keyed_random's docstring, one scalar at a time."""
+    h = lambda v: int(lowbias32(np.uint32(v & 0xFFFFFFFF)))
+    key = h(h(layer_seed) ^ update)
+    example_key = h(key ^ h(example))
+    return (h(h(example_key ^ element) ^ example_key) >> 8) / 2.0 ** 24

@@ -18,6 +18,7 @@ CASES = {
     "Dense": (lambda: layers.Dense(6), (2, 4, 8)),
     "Conv2D": (lambda: layers.Conv2D(6, 2, strides=2), (2, 4, 4, 3)),
     "DropPath": (lambda: layers.DropPath(0.2, seed=1), (2, 4, 8)),
+    "Dropout": (lambda: layers.Dropout(0.2, seed=1), (2, 4, 8)),
     "MultiHeadSelfAttention": (lambda: layers.MultiHeadSelfAttention(2), (2, 5, 8)),
     "TransformerBlock": (lambda: layers.TransformerBlock(2, drop_path=0.1), (2, 5, 8)),
     "WindowAttention": (lambda: layers.WindowAttention(2, 2), (3, 4, 8)),

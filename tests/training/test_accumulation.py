@@ -12,8 +12,9 @@ import keras
 import pytest
 import tensorflow as tf
 
+from tfvit.layers import keyed_random
 from tests.accumulation_cases import (
-    LOSS, applied_update, assert_all_close, check_mixed_precision_accumulation, data, mlp, tiny_swin,
+    LOSS, applied_update, assert_all_close, check_mixed_precision_accumulation, data, mlp, stochastic_model, tiny_swin,
 )
 # The backend-neutral tests (the module's __all__), shared with tests/jax/test_accumulation_jax.py:
 # pytest collects them here.
@@ -51,6 +52,24 @@ def test_weight_penalty_counts_once_per_step():
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_accumulation_matches_full_batch(policy):
     check_mixed_precision_accumulation(policy, tiny_swin, full_batch_gradient)
+
+
+def keyed_full_batch_gradient(model, x, y):
+    """The full-batch gradient of the first update (t = 0) with its dropout and drop-path draws."""
+    with keyed_random.example_keyed_draws(0, 0, len(x)):
+        return full_batch_gradient(model, x, y)
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps):
+    make = lambda: stochastic_model("swin")
+    x, y = data(make(), 10)
+    assert_all_close(applied_update(make, steps, x, y), keyed_full_batch_gradient(make(), x, y))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_accumulation_with_dropout_matches_full_batch(policy):
+    check_mixed_precision_accumulation(policy, lambda: stochastic_model("swin"), keyed_full_batch_gradient)
 
 
 MIRRORED = textwrap.dedent("""
@@ -101,3 +120,38 @@ def test_mirrored_strategy_two_cpus_all_reduces_once_per_step():
     assert report["max_diff"] < 1e-5  # same weights as single-device training on the global batch
     # The gradient all-reduce is traced in the step itself, never inside the micro-batch loop body.
     assert report["reduce_graphs"] and not any("while" in name for name in report["reduce_graphs"])
+
+
+MIRRORED_STOCHASTIC = textwrap.dedent("""
+    import json
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tests.accumulation_cases import data, numpy_weights, stochastic_model, trained_weights
+
+    x, y = data(stochastic_model("vit"), 12)
+    single = trained_weights(stochastic_model("vit"), None, x, y)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    diffs = {}
+    for steps in (None, 2, 3):  # plain fit; micro-batches of 3 and of 2 on each replica's 6 examples
+        with strategy.scope():
+            model = stochastic_model("vit")
+            weights = trained_weights(model, steps, x, y)
+        diffs[str(steps)] = max(float(np.abs(a - b).max()) for a, b in zip(weights, single))
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "max_diff": diffs}))
+""")
+
+
+def test_mirrored_strategy_draws_the_masks_of_single_device_training():
+    # Two replicas see examples 0-5 and 6-11 of each global batch; their masks must be those of examples
+    # 0-11 on one device, in plain fit and in accumulation alike.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", MIRRORED_STOCHASTIC], capture_output=True, text=True, env=env,
+                            timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert all(diff < 1e-5 for diff in report["max_diff"].values()), report

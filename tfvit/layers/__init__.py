@@ -4,6 +4,7 @@ from tfvit.layers.attention import MultiHeadSelfAttention, exact_attention
 from tfvit.layers.bias import Conv2D, Dense, bias_add
 from tfvit.layers.blocks import TransformerBlock
 from tfvit.layers.drop_path import DropPath
+from tfvit.layers.dropout import Dropout
 from tfvit.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resize_position_embedding
 from tfvit.layers.gelu import gelu
 from tfvit.layers.layer_norm import LayerNorm, layer_norm
@@ -22,7 +23,7 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "Conv2D", "Dense", "DropPath", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
+    "ClassToken", "Conv2D", "Dense", "DropPath", "Dropout", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
     "NeighborhoodAttention2D", "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding",
     "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention", "bias_add", "effective_window",
     "exact_attention", "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d",

@@ -10,6 +10,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.bias import Dense
+from tfvit.layers.dropout import Dropout
 
 
 def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
@@ -54,7 +55,7 @@ class FusedSelfAttention(keras.layers.Layer):
         self.key_dim = None if key_dim is None else check.positive_int("key_dim", key_dim)
         self.qkv_bias = bool(qkv_bias)
         self.projection_dropout = check.rate("projection_dropout", projection_dropout)
-        self.proj_drop = keras.layers.Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
+        self.proj_drop = Dropout(self.projection_dropout, dtype=self.dtype_policy, name="proj_drop")
         self.qkv = self.proj = None  # widths known at build
 
     def build(self, input_shape):
@@ -117,7 +118,7 @@ class MultiHeadSelfAttention(FusedSelfAttention):
         super().__init__(num_heads, qkv_bias=qkv_bias, projection_dropout=projection_dropout, **kwargs)
         self.attention_dropout = check.rate("attention_dropout", attention_dropout)
         self.use_fused_attention = use_fused_attention
-        self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
+        self.attn_drop = Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
 
     def call(self, x, return_attention_scores=False, training=None):
         use_fused = self.use_fused_attention

@@ -18,13 +18,13 @@ from tfvit.layers.mlp import MLP
 
 @keras.saving.register_keras_serializable(package="tfvit")
 class TransformerBlock(keras.layers.Layer):
-    """Pre-norm block: ``norm1``, ``attn``, ``norm2``, ``mlp`` (timm names).
+    """Pre-norm block: ``norm1``, ``attn``, ``drop_path1``, ``norm2``, ``mlp``, ``drop_path2`` (timm names).
 
     Args:
         num_heads: heads of the default global attention (ignored when ``attention`` is given).
         attention: a Keras layer used as the token mixer instead of MultiHeadSelfAttention.
         mlp_ratio: hidden width of the MLP as a multiple of the token width.
-        drop_path: stochastic-depth rate of both residual branches.
+        drop_path: stochastic-depth rate of each residual branch (drawn independently per branch).
     """
 
     def __init__(self, num_heads=None, attention=None, mlp_ratio=4.0, qkv_bias=True, dropout=0.0,
@@ -51,7 +51,9 @@ class TransformerBlock(keras.layers.Layer):
             num_heads, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
             projection_dropout=self.dropout, dtype=policy, name="attn",
         )
-        self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
+        # One per branch: a shared layer would draw the same mask for both (its key is the layer seed).
+        self.drop_path1 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path1")
+        self.drop_path2 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path2")
         self.norm2 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
         self.mlp = None  # width known at build
 
@@ -66,8 +68,8 @@ class TransformerBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        x = x + self.drop_path(self.attn(self.norm1(x), training=training), training=training)
-        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        x = x + self.drop_path1(self.attn(self.norm1(x), training=training), training=training)
+        return x + self.drop_path2(self.mlp(self.norm2(x), training=training), training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -1,6 +1,6 @@
 """The transformer's position-wise feed-forward network.
 
-MLP(x) = fc2(drop(act(fc1(x)))), with GELU (exact, erf form, as in ViT/timm) by default.
+MLP(x) = drop2(fc2(drop1(act(fc1(x))))), with GELU (exact, erf form, as in ViT/timm) by default.
 Vaswani et al. 2017 section 3.3; Dosovitskiy et al. 2021 eq. 3.
 """
 
@@ -8,6 +8,7 @@ import keras
 
 from tfvit import _validation as check
 from tfvit.layers.bias import Dense
+from tfvit.layers.dropout import Dropout
 from tfvit.layers.gelu import gelu
 
 
@@ -24,7 +25,7 @@ def _activation(name):
 class MLP(keras.layers.Layer):
     """Two dense layers with an activation between: D -> hidden_dim -> out_dim (default D).
 
-    Sub-layers follow timm: ``fc1`` and ``fc2``.
+    Sub-layers follow timm: ``fc1``, ``drop1``, ``fc2``, ``drop2``.
     """
 
     def __init__(self, hidden_dim, out_dim=None, activation="gelu", dropout=0.0, **kwargs):
@@ -36,7 +37,9 @@ class MLP(keras.layers.Layer):
         self._act = _activation(activation)
         self.fc1 = Dense(self.hidden_dim, dtype=self.dtype_policy, name="fc1")
         self.fc2 = None  # width known at build
-        self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="drop")
+        # Two layers (timm's drop1, drop2): one layer called twice would draw the same mask twice.
+        self.drop1 = Dropout(self.dropout, dtype=self.dtype_policy, name="drop1")
+        self.drop2 = Dropout(self.dropout, dtype=self.dtype_policy, name="drop2")
 
     def build(self, input_shape):
         out_dim = self.out_dim or input_shape[-1]
@@ -46,8 +49,8 @@ class MLP(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        x = self.drop(self._act(self.fc1(x)), training=training)
-        return self.drop(self.fc2(x), training=training)
+        x = self.drop1(self._act(self.fc1(x)), training=training)
+        return self.drop2(self.fc2(x), training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.out_dim or input_shape[-1],)

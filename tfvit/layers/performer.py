@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers import keyed_random
 from tfvit.layers.attention import FusedSelfAttention
 
 KERNELS = ("softmax", "relu")
@@ -161,11 +162,15 @@ class PerformerAttention(FusedSelfAttention):
         kernel: "softmax" (unbiased estimate of softmax attention) or "relu".
         num_features: m, the number of random features.
         orthogonal: draw W in orthogonal blocks (lower variance) rather than i.i.d.
-        redraw_interval: when > 0, every ``redraw_interval``-th call with ``training=True`` (the
-            interval-th, 2*interval-th, ...) replaces W with a fresh in-graph draw (keras.random from a
-            SeedGenerator keyed to ``seed`` and the call count), counted by a non-trainable int32 weight
-            ``redraw_counter`` that is saved with the model. Calls without ``training`` never redraw.
-            0 keeps W fixed (and creates no counter).
+        redraw_interval: when > 0, W is redrawn every ``redraw_interval`` optimizer updates: the
+            training calls of update t (``optimizer.iterations`` = t, counted from 0) use a fresh
+            in-graph draw keyed to (``seed``, t + 1) when t + 1 is a multiple of the interval, else the
+            W of the last redraw. Counting updates rather than calls, all micro-batches of one update
+            under gradient accumulation share one W, as the whole batch would. The count comes from
+            the train step (``tfvit.layers.keyed_random``); a training call outside one (a custom
+            loop) counts itself as one update. The non-trainable int32 weight ``redraw_counter``,
+            saved with the model, holds t + 1 of the last training call. Calls without ``training``
+            never redraw. 0 keeps W fixed (and creates no counter).
         seed: seed of the initial W (numpy) and of the redraws (keras.random).
         qkv_bias: bias on the fused qkv projection.
         projection_dropout: dropout on the output projection.
@@ -204,9 +209,13 @@ class PerformerAttention(FusedSelfAttention):
     def _projection_for_call(self, training):
         if not (training and self.redraw_interval):
             return self.projection.value
-        count = self.redraw_counter.value + 1
-        # Key the draw to (seed, count): a SeedGenerator's state is not saved with the model but the
-        # counter is, so a reloaded or resumed model continues the same sequence of projections.
+        update = keyed_random.current_update()
+        if update is None:  # no train step around this call: each training call is an update
+            count = self.redraw_counter.value + 1
+        else:
+            count = ops.cast(update, "int32") + 1
+        # Key the draw to (seed, count), not to a SeedGenerator's running state: the count is saved (the
+        # optimizer's iterations, or the counter), so a reloaded or resumed model draws the same projections.
         state = self.seed_generator.state
         state.assign(ops.stack([ops.cast(self.seed, state.dtype), ops.cast(2 * count, state.dtype)]))
         # The candidate is drawn on every training call and selected with `where` instead of drawing

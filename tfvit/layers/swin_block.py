@@ -32,7 +32,8 @@ def effective_window(resolution, window_size, shift_size):
 class SwinBlock(keras.layers.Layer):
     """One Swin block on a (B, H, W, C) grid; ``shift_size`` > 0 makes it a shifted-window block.
 
-    Sub-layers follow timm: ``norm1``, ``attn`` (WindowAttention), ``norm2``, ``mlp``.
+    Sub-layers follow timm: ``norm1``, ``attn`` (WindowAttention), ``drop_path1``, ``norm2``, ``mlp``,
+    ``drop_path2``.
     The window and shift actually used depend on the grid and are fixed at build:
     ``self.window`` and ``self.shift``.
     """
@@ -56,7 +57,9 @@ class SwinBlock(keras.layers.Layer):
         policy = self.dtype_policy
         self.norm1 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
         self.norm2 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
-        self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
+        # One per branch: a shared layer would draw the same mask for both (its key is the layer seed).
+        self.drop_path1 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path1")
+        self.drop_path2 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path2")
         self.attn = self.mlp = None  # the window depends on the grid, known at build
 
     def build(self, input_shape):
@@ -100,8 +103,8 @@ class SwinBlock(keras.layers.Layer):
         if self.shift:
             x = ops.roll(x, shift=(self.shift, self.shift), axis=(1, 2))
         x = x[:, :height, :width, :]
-        x = shortcut + self.drop_path(x, training=training)
-        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        x = shortcut + self.drop_path1(x, training=training)
+        return x + self.drop_path2(self.mlp(self.norm2(x), training=training), training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

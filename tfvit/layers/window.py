@@ -13,6 +13,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.attention import FusedSelfAttention, exact_attention, weighted_values
+from tfvit.layers.dropout import Dropout
 from tfvit.layers.table_lookup import take_rows
 
 MASKED = -100.0  # the official implementation's additive mask value; exp(-100) underflows to 0 in float32
@@ -89,7 +90,7 @@ class WindowAttention(FusedSelfAttention):
         self.window_size = check.as_pair("window_size", window_size)
         self.attention_dropout = check.rate("attention_dropout", attention_dropout)
         self.relative_position_index = relative_position_index(self.window_size).reshape(-1)
-        self.attn_drop = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
+        self.attn_drop = Dropout(self.attention_dropout, dtype=self.dtype_policy, name="attn_drop")
 
     def build(self, input_shape):
         wh, ww = self.window_size

@@ -3,11 +3,16 @@
 The graph is built in ``__init__`` with ``keras.Input`` (as keras-hub does), so the model has a
 summary with shapes, named intermediate outputs (Grad-CAM needs them) and works with ``fit``; its
 config is just the constructor arguments, so ``from_config`` and ``.keras`` files rebuild it exactly.
+Its ``train_step`` is Keras's, with the dropout and stochastic-depth draws keyed on the optimizer
+update and each example's index in the batch (``tfvit.layers.keyed_random``), so that a plain ``fit``
+draws the masks that exact gradient accumulation over the same batch draws.
 """
 
 import keras
+from keras import ops
 
 from tfvit import _validation as check
+from tfvit.layers import keyed_random
 
 
 class ImageClassifier(keras.Model):
@@ -28,6 +33,19 @@ class ImageClassifier(keras.Model):
                 where=f"{type(self).__name__} '{self.name}'",
             )
         return super().__call__(inputs, *args, **kwargs)
+
+    def train_step(self, *args):
+        """Keras's train step (``(data)`` on TensorFlow, ``(state, data)`` on JAX) inside an
+        ``example_keyed_draws`` scope for the whole batch: update t, first example 0 (this replica's
+        offset under tf.distribute)."""
+        data = args[-1]
+        optimizer_variables = args[0][2] if len(args) == 2 else None  # JAX: state[2]
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        local_batch = ops.shape(keras.tree.flatten(x)[0])[0]
+        update = keyed_random.optimizer_update(self.optimizer, optimizer_variables)
+        first = keyed_random.replica_first_example(local_batch)
+        with keyed_random.example_keyed_draws(update, first, local_batch):
+            return super().train_step(*args)
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, **self._constructor_config}

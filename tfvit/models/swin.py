@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfvit import _validation as check
-from tfvit.layers import LayerNorm, PatchEmbedding, SwinStage, TokenPooling, effective_window
+from tfvit.layers import Dropout, LayerNorm, PatchEmbedding, SwinStage, TokenPooling, effective_window
 from tfvit.models.base import ImageClassifier
 
 
@@ -66,7 +66,7 @@ class SwinTransformer(ImageClassifier):
             patch_size, embed_dim, use_norm=True, norm_epsilon=norm_epsilon, flatten=False, dtype=dtype,
             name="patch_embed",
         )(images)
-        x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
+        x = Dropout(dropout, dtype=dtype, name="pos_drop")(x)
         for i, (depth, heads, width) in enumerate(zip(depths, num_heads, widths)):
             first = sum(depths[:i])
             x = SwinStage(
@@ -77,7 +77,7 @@ class SwinTransformer(ImageClassifier):
         x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
         x = TokenPooling("mean", num_prefix_tokens=0, dtype=dtype, name="pool")(x)
         if num_classes:
-            x = keras.layers.Dropout(dropout, dtype=dtype, name="head_drop")(x)
+            x = Dropout(dropout, dtype=dtype, name="head_drop")(x)
             x = keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="head")(x)
         self._finish(config, images, x, name, **kwargs)
         self.stage_resolutions = stage_resolutions(image_size, patch_size, len(depths))

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfvit import _validation as check
-from tfvit.layers import ClassToken, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
+from tfvit.layers import ClassToken, Dropout, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
 from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind
 from tfvit.models.base import ImageClassifier
 
@@ -64,7 +64,7 @@ class VisionTransformer(ImageClassifier):
         if class_token:
             x = ClassToken(dtype=dtype, name="cls_token")(x)
         x = PositionEmbedding(grid, num_prefix_tokens=prefix, dtype=dtype, name="pos_embed")(x)
-        x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
+        x = Dropout(dropout, dtype=dtype, name="pos_drop")(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth)):
             mixer = build_attention(
                 attention, num_heads, grid, qkv_bias=qkv_bias, dropout=dropout,
@@ -77,7 +77,7 @@ class VisionTransformer(ImageClassifier):
         x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
         x = pooling_layer(x)
         if num_classes:
-            x = keras.layers.Dropout(dropout, dtype=dtype, name="head_drop")(x)
+            x = Dropout(dropout, dtype=dtype, name="head_drop")(x)
             # float32 logits under mixed precision: the loss and softmax need the range.
             x = keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="head")(x)
         self._finish(config, images, x, name, **kwargs)

@@ -9,7 +9,10 @@ micro-batch i is L_i = sum_{j in i} w_j l_j / m, so
 
 holds exactly, whether or not N divides B: the applied update equals the full-batch update, up to
 float32 rounding of the sum's order. Weight regularisation (a penalty on the weights, not on the
-data) is counted once per step, not once per micro-batch.
+data) is counted once per step, not once per micro-batch. Dropout and stochastic depth draw the same
+masks as for the whole batch: each micro-batch runs inside ``keyed_random.example_keyed_draws`` with
+the optimizer's update count and the index of its first example in the effective batch (global
+across tf.distribute replicas), on which tfvit's stochastic layers key their draws.
 
 The TensorFlow train step is below; the JAX one, the same computation in Keras's stateless JAX
 trainer, is in ``accumulation_jax.py``.
@@ -22,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from tfvit import _validation as check
+from tfvit.layers import keyed_random
 
 
 def _leading_dim(structure):
@@ -128,6 +132,8 @@ class GradientAccumulationModel(keras.Model):
         xs, ys = _to_micro_batches(x, padded, micro), _to_micro_batches(y, padded, micro)
         ws = tf.reshape(weights, (count, micro))
         share = tf.cast(micro, tf.float32) / tf.cast(batch, tf.float32)  # m / B
+        update = keyed_random.optimizer_update(self.optimizer)  # read before the update is applied
+        first = keyed_random.replica_first_example(batch)
 
         # Predictions are kept (as float32) so the metrics see the real examples of the batch once,
         # in one update after the loop, exactly as without accumulation.
@@ -143,7 +149,7 @@ class GradientAccumulationModel(keras.Model):
             x_i, y_i, w_i = keras.tree.map_structure(take, xs), None, ws[i]
             if ys is not None:
                 y_i = keras.tree.map_structure(take, ys)
-            with tf.GradientTape() as tape:
+            with tf.GradientTape() as tape, keyed_random.example_keyed_draws(update, first + i * micro, micro):
                 y_pred = self(x_i, training=True)
                 loss = self.compute_loss(x=x_i, y=y_i, y_pred=y_pred, sample_weight=w_i, training=True)
                 loss = tf.cast(loss, tf.float32) * share

@@ -22,7 +22,8 @@ pass plus ``stateless_compute_loss``, loss scaling included) under ``jax.value_a
 holds the gradient sum, the non-trainable values (BatchNorm statistics and RNG seeds move on once per
 micro-batch, as they would with small batches), the metric values and the loss sum.
 ``optimizer.stateless_apply`` then applies the summed gradient once, so ``optimizer.iterations``
-counts updates.
+counts updates. Micro-batch i runs inside ``keyed_random.example_keyed_draws(t, i m, m)``, t the
+update count, so tfvit's dropout and stochastic depth draw the masks of the whole batch.
 
 Weight regularisation R(w) is part of every L_i, so the loop counts it n m / B >= 1 times; a last
 gradient of -(n m / B - 1) R(w) takes the excess back (nothing to do when N divides B). The metrics
@@ -32,6 +33,8 @@ and the loss tracker are updated once, after the loop, with the B real predictio
 import jax
 import jax.numpy as jnp
 import keras
+
+from tfvit.layers import keyed_random
 
 
 def _leading_dim(structure):
@@ -84,6 +87,7 @@ def train_step(model, state, data):
         weights.reshape((count, micro, *weights.shape[1:])),
     )
     share = micro / batch  # m / B
+    update = keyed_random.optimizer_update(model.optimizer, optimizer_variables)
 
     def micro_loss(trainable, non_trainable, metrics_variables, x_i, y_i, w_i):
         scaled, (loss, y_pred, non_trainable, metrics_variables) = model.compute_loss_and_updates(
@@ -95,11 +99,13 @@ def train_step(model, state, data):
 
     gradient_of = jax.value_and_grad(micro_loss, has_aux=True)
 
-    def body(carry, micro_batch):
+    def body(carry, indexed_micro_batch):
         gradients, non_trainable, metrics_variables, loss_sum = carry
-        (_, (loss, y_pred, non_trainable, metrics_variables)), grads = gradient_of(
-            trainable, non_trainable, metrics_variables, *micro_batch
-        )
+        index, micro_batch = indexed_micro_batch
+        with keyed_random.example_keyed_draws(update, index * micro, micro):
+            (_, (loss, y_pred, non_trainable, metrics_variables)), grads = gradient_of(
+                trainable, non_trainable, metrics_variables, *micro_batch
+            )
         gradients = jax.tree_util.tree_map(jnp.add, gradients, grads)
         # Predictions go out of the loop (as float32, as on TensorFlow) for the metrics' single update.
         y_pred = jax.tree_util.tree_map(lambda p: jnp.asarray(p, "float32"), y_pred)
@@ -108,7 +114,7 @@ def train_step(model, state, data):
     zeros = [jnp.zeros_like(v) for v in trainable]
     carry = (zeros, list(non_trainable), list(metrics_variables), jnp.zeros((), "float32"))
     (gradients, non_trainable, metrics_variables, loss_sum), predictions = jax.lax.scan(
-        body, carry, micro_batches
+        body, carry, (jnp.arange(count, dtype="int32"), micro_batches)
     )
     y_pred = jax.tree_util.tree_map(lambda p: p.reshape((padded, *p.shape[2:]))[:batch], predictions)
 

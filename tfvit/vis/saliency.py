@@ -410,8 +410,8 @@ class _AfterNorm1(keras.layers.Layer):
     def call(self, inputs):
         x, normed = inputs
         block = self.block
-        x = x + block.drop_path(block.attn(normed))
-        return x + block.drop_path(block.mlp(block.norm2(x)))
+        x = x + block.drop_path1(block.attn(normed))
+        return x + block.drop_path2(block.mlp(block.norm2(x)))
 
 
 class _DenseLogits(keras.layers.Layer):

@@ -1,0 +1,176 @@
+"""Random numbers that depend on the example, not on how its batch was split.
+
+Why: exact gradient accumulation (``tfvit.training.GradientAccumulationModel``) runs an effective
+batch of B examples as N micro-batches. A layer that draws from a Keras ``SeedGenerator`` advances
+its state at every call, so the micro-batches of one update draw other dropout and stochastic-depth
+masks than the whole batch would, and accumulation stops being the large-batch update. tfvit's
+stochastic layers (``Dropout``, ``DropPath``) instead draw
+
+    u = U(s, t, e, j)  in [0, 1)
+
+for layer seed s, optimizer update t (``optimizer.iterations`` before the update is applied),
+example index e in the effective batch (global across ``tf.distribute`` replicas) and element
+index j within that example's part of the tensor. Example e then gets the same mask whether it is
+row e of the whole batch or row e - o of a micro-batch whose first example is o.
+
+U is a counter-based generator built from the integer hash "lowbias32" (C. Wellons, "Prospecting
+for hash functions", 2018), H on uint32:
+    x ^= x >> 16;  x *= 0x7feb352d;  x ^= x >> 15;  x *= 0x846ca68b;  x ^= x >> 16
+chained over the inputs:
+    k   = H(H(s) ^ t)               one key per layer and update
+    r_e = H(k ^ H(e))               one key per example
+    U   = (H(H(r_e ^ j) ^ r_e) >> 8) / 2^24
+giving 24 random bits, a float32's whole mantissa. It is plain uint32 arithmetic in keras.ops, so
+it traces under XLA, runs on JAX and draws the same numbers on every backend.
+
+Who supplies (t, e): the train steps. tfvit's models (``ImageClassifier.train_step``) and
+``GradientAccumulationModel`` (before each micro-batch) open ``example_keyed_draws(update,
+first_example, num_examples)`` around their forward pass. A tensor of R rows drawn inside it is
+read as example-major: R / num_examples consecutive rows per example (one row per example for
+DropPath, the windows of one image for Swin's window attention). Outside such a scope (a custom
+training loop, a plain ``keras.Model`` around tfvit layers) the layer's SeedGenerator advances as
+in Keras and replaces t, and every row is its own example.
+"""
+
+import contextlib
+import threading
+
+import keras
+import numpy as np
+from keras import ops
+
+_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
+_MANTISSA = 2.0 ** -24
+
+
+def lowbias32(x):
+    """The lowbias32 integer hash of a uint32 tensor (see the module docstring)."""
+    m1, m2 = (ops.convert_to_tensor(np.uint32(m)) for m in _MULTIPLIERS)
+    x = ops.bitwise_xor(x, ops.right_shift(x, np.uint32(16)))
+    x = ops.multiply(x, m1)
+    x = ops.bitwise_xor(x, ops.right_shift(x, np.uint32(15)))
+    x = ops.multiply(x, m2)
+    return ops.bitwise_xor(x, ops.right_shift(x, np.uint32(16)))
+
+
+def _uint32(x):
+    return ops.cast(x, "uint32")
+
+
+def new_layer_seed(seed=None):
+    """A layer's seed s: ``seed`` itself, or one drawn from numpy's global generator (which
+    ``keras.utils.set_random_seed`` seeds), to be stored in the layer's config."""
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
+class _Draws:
+    def __init__(self, update, first_example, num_examples):
+        self.update, self.first_example, self.num_examples = update, first_example, num_examples
+
+
+class _Scopes(threading.local):
+    # Thread-local: tf.distribute's MirroredStrategy traces each replica's step in its own thread.
+    def __init__(self):
+        self.stack = []
+
+
+_SCOPES = _Scopes()
+
+
+@contextlib.contextmanager
+def example_keyed_draws(update, first_example, num_examples):
+    """Within this scope, tfvit's stochastic layers key their draws on ``update`` (the optimizer's
+    update count), and read the rows of the tensors they draw for as examples ``first_example``,
+    ``first_example + 1``, ... of the effective batch, ``num_examples`` of them in this call."""
+    _SCOPES.stack.append(_Draws(update, first_example, num_examples))
+    try:
+        yield
+    finally:
+        _SCOPES.stack.pop()
+
+
+def active_scope():
+    """The innermost ``example_keyed_draws`` scope, or None outside one."""
+    return _SCOPES.stack[-1] if _SCOPES.stack else None
+
+
+def current_update():
+    """The update count of the active scope, or None outside one."""
+    scope = active_scope()
+    return None if scope is None else scope.update
+
+
+def uniform(shape, layer_seed, seed_generator):
+    """float32 uniforms in [0, 1) of ``shape``, whose leading axis (a Python int or a scalar tensor)
+    runs over the examples, example-major; the other axes are static.
+
+    Inside ``example_keyed_draws`` the numbers are U(s, t, e, j) of the module docstring; outside,
+    ``seed_generator`` (a keras.random.SeedGenerator, advanced by this call) stands in for t.
+    """
+    rows, rest = shape[0], tuple(int(d) for d in shape[1:])
+    per_row = int(np.prod(rest, dtype=np.int64))
+    scope = active_scope()
+    key = lowbias32(ops.convert_to_tensor(np.uint32(layer_seed)))
+    row = ops.arange(rows, dtype="int32")
+    if scope is None:
+        state = seed_generator.next()
+        key = lowbias32(ops.bitwise_xor(lowbias32(ops.bitwise_xor(key, _uint32(state[0]))), _uint32(state[1])))
+        example, within = row, ops.zeros_like(row)
+    else:
+        key = lowbias32(ops.bitwise_xor(key, _uint32(scope.update)))
+        rows_per_example = ops.maximum(rows // scope.num_examples, 1)
+        example = ops.cast(scope.first_example, "int32") + row // rows_per_example
+        within = row % rows_per_example
+    example_key = lowbias32(ops.bitwise_xor(key, lowbias32(_uint32(example))))  # (rows,)
+    element = within[:, None] * per_row + ops.arange(per_row, dtype="int32")[None, :]
+    mixed = lowbias32(ops.bitwise_xor(example_key[:, None], _uint32(element)))
+    # (Not ops.add: on TensorFlow, Keras 3.15 turns an (R, P) + (R, 1) sum with R == P into a bias_add
+    # along the last axis, adding example_key transposed.)
+    bits = ops.right_shift(lowbias32(ops.bitwise_xor(mixed, example_key[:, None])), np.uint32(8))
+    draws = ops.cast(bits, "float32") * _MANTISSA
+    return ops.reshape(draws, (rows, *rest))
+
+
+def keep_mask(shape, rate, layer_seed, seed_generator, dtype):
+    """The inverted-dropout multiplier: 1 / (1 - rate) with probability 1 - rate, else 0, in ``dtype``.
+
+    Computed in float32 (a bfloat16 uniform has 8 bits and would bias the keep probability) and cast
+    once, so every example's mask is the same under every precision policy.
+    """
+    keep = 1.0 - rate
+    scale = ops.cast(uniform(shape, layer_seed, seed_generator) < keep, "float32") / keep
+    return ops.cast(scale, dtype)
+
+
+def replica_first_example(local_batch):
+    """Index in the global batch of this replica's first example under ``tf.distribute`` (0 on one
+    device, and on JAX, whose train step sees the global batch).
+
+    tf.distribute cuts a global batch into consecutive per-replica slices; their sizes can differ
+    in a short last batch, so the offset is the sum of the sizes of the replicas before this one.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0
+    sizes = context.all_gather(tf.reshape(tf.cast(local_batch, tf.int32), [1]), axis=0)
+    before = tf.range(context.num_replicas_in_sync) < tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.reduce_sum(tf.where(before, sizes, 0))
+
+
+def optimizer_update(optimizer, optimizer_variables=None):
+    """The optimizer's update count t: ``optimizer.iterations``, or its value among the stateless
+    ``optimizer_variables`` of a JAX train step."""
+    if optimizer_variables is None:
+        return ops.convert_to_tensor(optimizer.iterations)
+    for reference, value in zip(optimizer.variables, optimizer_variables):
+        if reference is optimizer.iterations:
+            return value
+    raise ValueError("the optimizer's iterations counter is not among its variables.")
