@@ -31,6 +31,7 @@ __all__ = [
     "test_reported_loss_counts_the_weight_penalty_once",
     "test_same_weights_as_keras_optimizer_accumulation",
     "test_save_load_and_wrapped_model_holds_trained_weights",
+    "test_training_resumed_from_a_saved_model_draws_the_masks_of_an_uninterrupted_one",
 ]
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -269,6 +270,28 @@ def test_save_load_and_wrapped_model_holds_trained_weights(tmp_path):
     wrapper.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
     assert int(loaded.optimizer.iterations) == 4
     assert_all_close(numpy_weights(loaded), numpy_weights(wrapper), atol=1e-6)
+
+
+def test_training_resumed_from_a_saved_model_draws_the_masks_of_an_uninterrupted_one(tmp_path):
+    # The masks depend on the layer seeds (in the config) and the optimizer's update count (saved with it).
+    x, y = data(stochastic_model("vit"), 8)
+    compile_args = lambda: dict(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=LOSS)
+    whole = GradientAccumulationModel(stochastic_model("vit"), steps=2)
+    whole.compile(**compile_args())
+    whole.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    first = GradientAccumulationModel(stochastic_model("vit"), steps=2)
+    first.compile(**compile_args())
+    first.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    first.save(tmp_path / "half.keras")
+    resumed = keras.saving.load_model(tmp_path / "half.keras")
+    resumed.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    assert int(resumed.optimizer.iterations) == 4
+    assert_all_close(numpy_weights(resumed), numpy_weights(whole), atol=1e-6)
+    # Without the saved count the second epoch would repeat the first one's masks: a different result.
+    repeated = keras.saving.load_model(tmp_path / "half.keras")
+    repeated.optimizer.iterations.assign(0)
+    repeated.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(numpy_weights(repeated), numpy_weights(whole))) > 1e-4
 
 
 @pytest.mark.parametrize("steps", [0, -2, 1.5, "2", True])

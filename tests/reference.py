@@ -167,9 +167,10 @@ def lowbias32(x):
     return x
 
 
-def keyed_uniform(layer_seed, update, example, element):
-    """U(s, t, e, j) of tfvit.layers.keyed_random's docstring, one scalar at a time."""
+def keyed_uniform(layer_seed, update, example, row, position):
+    """U(s, t, e, (w, p)) of tfvit.layers.keyed_random's docstring, one scalar at a time."""
     h = lambda v: int(lowbias32(np.uint32(v & 0xFFFFFFFF)))
     key = h(h(layer_seed) ^ update)
     example_key = h(key ^ h(example))
-    return (h(h(example_key ^ element) ^ example_key) >> 8) / 2.0 ** 24
+    row_key = h(example_key ^ h(row))
+    return (h(row_key ^ position) >> 8) / 2.0 ** 24

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import tfvit
 from tests.reference import keyed_uniform, lowbias32
 from tfvit.layers import DropPath, Dropout, keyed_random
 
@@ -26,8 +27,7 @@ def test_uniform_inside_a_scope_is_the_documented_function_of_seed_update_exampl
     want = np.empty((8, 8))
     for row in range(8):
         for k in range(8):
-            example, within = 10 + row // 2, (row % 2) * 8 + k
-            want[row, k] = keyed_uniform(seed, update, example, within)
+            want[row, k] = keyed_uniform(seed, update, 10 + row // 2, row % 2, k)
     np.testing.assert_allclose(got.reshape(8, 8), want, rtol=0, atol=0)
 
 
@@ -59,6 +59,14 @@ def test_masks_change_with_the_update_the_layer_and_the_example():
     assert (first != draw(layer, 1)).mean() > 0.4               # next update: new masks (half differ)
     assert (first != draw(Dropout(0.5, seed=2), 0)).mean() > 0.4  # another layer: new masks
     assert (first[0] != first[1]).mean() > 0.4                   # another example: new masks
+
+
+def test_keep_mask_keeps_exactly_where_the_uniform_is_below_the_keep_probability():
+    with keyed_random.example_keyed_draws(4, 0, 64):
+        u = keras.ops.convert_to_numpy(keyed_random.uniform((64, 100), 8, None))
+        mask = keras.ops.convert_to_numpy(keyed_random.keep_mask((64, 100), 0.3, 8, None, "float32"))
+    np.testing.assert_array_equal(mask != 0, u < 0.7)
+    np.testing.assert_allclose(mask[mask != 0], 1 / 0.7, rtol=1e-7)
 
 
 def test_keep_rate_and_expectation_over_many_draws():
@@ -110,3 +118,24 @@ def test_masks_are_the_same_under_mixed_precision(policy):
     keras.mixed_precision.set_global_policy(policy)
     low = split_calls(Dropout(0.3, seed=5), x, 1, (8,))[0]
     np.testing.assert_array_equal(full == 0, low == 0)
+
+
+def stochastic_layer_seeds(model):
+    kinds = (Dropout, DropPath, tfvit.layers.PerformerAttention)
+    return [(layer.name, layer.seed) for layer in model._flatten_layers() if isinstance(layer, kinds)]
+
+
+@pytest.mark.parametrize("make", [
+    lambda **k: tfvit.models.SwinTransformer(image_size=8, patch_size=2, in_channels=1, embed_dim=8, depths=(2,),
+                                             num_heads=(2,), window_size=2, num_classes=3, dropout=0.1, **k),
+    lambda **k: tfvit.models.VisionTransformer(image_size=8, patch_size=2, in_channels=1, embed_dim=8, depth=2,
+                                               num_heads=2, num_classes=3, attention="performer_softmax",
+                                               attention_kwargs={"redraw_interval": 5}, **k),
+], ids=["swin", "performer_vit"])
+def test_a_model_rebuilt_from_its_config_gives_its_layers_the_same_seeds(make):
+    model = make()
+    seeds = stochastic_layer_seeds(model)
+    assert len(seeds) >= 6 and len({seed for _, seed in seeds}) == len(seeds)  # one seed per layer
+    assert stochastic_layer_seeds(type(model).from_config(model.get_config())) == seeds
+    assert stochastic_layer_seeds(make(seed=5)) == stochastic_layer_seeds(make(seed=5))
+    assert stochastic_layer_seeds(make(seed=5)) != stochastic_layer_seeds(make(seed=6))

@@ -114,3 +114,19 @@ def test_killed_run_restarted_with_the_same_command_ends_as_uninterrupted(tmp_pa
             np.testing.assert_array_equal(a, b)
     history = list(csv.DictReader(open(glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "history.csv"))[0])))
     assert sorted({int(r["epoch"]) for r in history}) == list(range(6))
+
+
+def test_compare_with_default_flags_trains_both_arms_identically(tmp_path):
+    # The recipe's own model and regularisation (Swin, stochastic depth 0.1) on real MNIST: the
+    # accumulation arm and the baseline at the same effective batch must train the same model.
+    load_recipe("gao_swin").main(["--accum", "4", "--compare", "--dataset", "mnist", "--data-dir", str(DATA),
+                                  "--epochs", "2", "--limit-train", "256", "--limit-test", "128", "--verbose", "0",
+                                  "--logdir", str(tmp_path)])
+    out = tmp_path / "gao_swin" / "mnist"
+    accumulated, baseline = json.loads((out / "results.json").read_text())
+    assert (accumulated["config"]["accum"], baseline["config"]["accum"]) == (4, 1)
+    assert accumulated["config"]["drop_path"] < 0  # the model's own rate: stochastic depth is on
+    np.testing.assert_allclose(accumulated["test_loss"], baseline["test_loss"], rtol=1e-4)
+    assert accumulated["test_accuracy"] == baseline["test_accuracy"]
+    np.testing.assert_allclose(accumulated["history"]["loss"], baseline["history"]["loss"], rtol=1e-4)
+    assert "identical within float32 tolerance" in (out / "comparison.md").read_text()

@@ -8,6 +8,14 @@ training at the *effective* batch B (``baseline="effective"``): equal results th
 implementation is exact; a gap against the micro-batch (``baseline="micro"``) is the effect of batch
 size and learning rate, which ``lr_scaling`` (linear: Goyal et al. 2017; sqrt: Krizhevsky 2014)
 addresses.
+
+Against the effective batch, tfvit's accumulation is exact: same gradients (``GradientAccumulationModel``),
+same dropout and stochastic-depth masks (``tfvit.layers.keyed_random``), same Performer projections.
+``comparisons`` checks it on every pair, with the largest relative difference of the per-epoch train and
+validation losses against the tolerance of the run's precision policy. What stays non-exact is said there:
+BatchNorm normalises each micro-batch with its own statistics; under mixed precision the matrix
+products' blocking depends on the batch, so the arms agree only to the policy's precision; and
+mixed_float16's loss scaling may skip an overflowing update in one arm and not in the other.
 """
 
 import dataclasses
@@ -46,8 +54,43 @@ def plan(base, accum, compare=False, baseline="effective", lr_scaling="none", sw
     return runs
 
 
+# Largest relative difference of per-epoch losses that still reads as "the same training", per policy:
+# float32 rounding of summation orders compounds to ~1e-7 over an epoch or two (README, GAO section);
+# the mixed policies compute in 16-bit floats, and the arms may differ by one rounding step of the
+# loss: 2^-8 for bfloat16's 8 significant bits, 2^-11 for float16's 11.
+LOSS_TOLERANCE = {"float32": 1e-4, "mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}
+
+
+def largest_loss_difference(a, b):
+    """max over epochs and over train/validation loss of |a - b| / |b|: the per-epoch curves of two runs."""
+    differences = []
+    for key in ("loss", "val_loss"):
+        for x, y in zip(a["history"].get(key, []), b["history"].get(key, [])):
+            differences.append(abs(x - y) / max(abs(y), 1e-12) if x == x and y == y else float("inf"))
+    return max(differences) if differences else float("nan")
+
+
+def verdict(a, b, difference):
+    """What the pair shows: an exactness check only at equal effective batch and without BatchNorm."""
+    precision = a["config"].get("precision", "float32")
+    if b["config"]["batch_size"] != a["config"]["batch_size"]:
+        return "other batch size: not an exactness check"
+    if a.get("batch_norm") or b.get("batch_norm"):
+        return f"not exact: BatchNorm normalises each micro-batch ({difference:.1e})"
+    if a.get("updates") != b.get("updates"):
+        # mixed_float16's dynamic loss scaling skips an update whose float16 gradient overflowed; a whole
+        # batch's weight-gradient sums overflow where a micro-batch's do not, so the arms can skip differently.
+        return f"not exact: loss scaling skipped updates ({a.get('updates')} vs {b.get('updates')} applied)"
+    tolerance = LOSS_TOLERANCE.get(precision, LOSS_TOLERANCE["float32"])
+    within = difference <= tolerance
+    if precision == "float32":
+        return "identical within float32 tolerance" if within else f"differ beyond float32 tolerance ({tolerance:g})"
+    return f"{'within' if within else 'beyond'} the {precision} tolerance ({tolerance:.2g})"
+
+
 def comparisons(results):
-    """Accumulation vs its baseline at each (dataset, batch, epochs): the differences the paper discussed."""
+    """Accumulation vs its baseline at each (dataset, batch, epochs): the differences the paper discussed,
+    and whether the pair trained identically (``verdict``)."""
     pairs = []
     by_key = {}
     for r in results:
@@ -61,21 +104,33 @@ def comparisons(results):
                 same = b["config"]["batch_size"] in (a["config"]["batch_size"], a["micro_batch"])
                 if not same:
                     continue
+                loss_difference = largest_loss_difference(a, b)
                 pairs.append({
                     "dataset": dataset, "epochs": num_epochs, "effective batch": a["config"]["batch_size"],
                     "accum": a["config"]["accum"], "baseline": b["group"], "baseline batch": b["config"]["batch_size"],
                     "test acc (accum)": a["test_accuracy"], "test acc (baseline)": b["test_accuracy"],
                     "difference": a["test_accuracy"] - b["test_accuracy"],
+                    "test loss (accum)": a["test_loss"], "test loss (baseline)": b["test_loss"],
+                    "largest loss difference": loss_difference, "verdict": verdict(a, b, loss_difference),
                     "time/epoch ratio": a["time_per_epoch"] / b["time_per_epoch"],
                 })
     return pairs
 
 
 def comparison_table(pairs):
+    """Markdown table of ``comparisons``, with a note on what "largest loss difference" is."""
     if not pairs:
         return ""
     header = list(pairs[0])
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    def fmt(value, column):
+        if column == "largest loss difference":
+            return f"{value:.1e}"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(p[h]) for h in header) + " |" for p in pairs]
+    lines += ["| " + " | ".join(fmt(p[h], h) for h in header) + " |" for p in pairs]
+    tolerances = ", ".join(f"{policy} {tolerance:.2g}" for policy, tolerance in LOSS_TOLERANCE.items())
+    lines += ["", "largest loss difference: max over epochs of |accum - baseline| / |baseline| of the train and "
+                  f"validation losses; tolerances: {tolerances}."]
     return "\n".join(lines)

@@ -200,6 +200,8 @@ def run(config, logdir="logs", verbose=1):
         "micro_batch": config.micro_batch,
         "train_examples": num_train,
         "steps_per_epoch": steps_per_epoch,
+        # Updates applied: fewer than the steps when mixed_float16's loss scaling skipped overflowing ones.
+        "updates": int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
         "epochs_run": len(history.get("epoch", [])),
         "train_accuracy": history["accuracy"][-1] if history.get("accuracy") else float("nan"),
         "test_accuracy": float(test_accuracy),
@@ -213,6 +215,8 @@ def run(config, logdir="logs", verbose=1):
         "params": stats.params,
         "trainable_params": frozen.trainable_params,
         "macs": stats.macs,
+        # BatchNorm normalises each micro-batch by itself: the one layer that makes accumulation inexact.
+        "batch_norm": any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()),
         "history": history,
     }
     with open(result_path, "w") as f:

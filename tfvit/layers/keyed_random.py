@@ -16,11 +16,14 @@ row e of the whole batch or row e - o of a micro-batch whose first example is o.
 U is a counter-based generator built from the integer hash "lowbias32" (C. Wellons, "Prospecting
 for hash functions", 2018), H on uint32:
     x ^= x >> 16;  x *= 0x7feb352d;  x ^= x >> 15;  x *= 0x846ca68b;  x ^= x >> 16
-chained over the inputs:
+chained over the inputs, with the element index j written as (w, p): row w of the example's rows
+(a window, say) and position p within the row:
     k   = H(H(s) ^ t)               one key per layer and update
     r_e = H(k ^ H(e))               one key per example
-    U   = (H(H(r_e ^ j) ^ r_e) >> 8) / 2^24
-giving 24 random bits, a float32's whole mantissa. It is plain uint32 arithmetic in keras.ops, so
+    q   = H(r_e ^ H(w))             one key per row
+    U   = (H(q ^ p) >> 8) / 2^24
+giving 24 random bits, a float32's whole mantissa; the keys are computed once per row, so each
+element costs one xor and one hash. It is plain uint32 arithmetic in keras.ops, so
 it traces under XLA, runs on JAX and draws the same numbers on every backend.
 
 Who supplies (t, e): the train steps. tfvit's models (``ImageClassifier.train_step``) and
@@ -58,13 +61,39 @@ def _uint32(x):
 
 
 def new_layer_seed(seed=None):
-    """A layer's seed s: ``seed`` itself, or one drawn from numpy's global generator (which
-    ``keras.utils.set_random_seed`` seeds), to be stored in the layer's config."""
+    """A layer's seed s, to be stored in its config: ``seed`` itself, else the next draw of the
+    innermost ``layer_seeds_from`` scope, else one from numpy's global generator (which
+    ``keras.utils.set_random_seed`` seeds)."""
     if seed is None:
+        if _SEED_STREAMS.stack:
+            return int(_SEED_STREAMS.stack[-1].integers(0, 2**31 - 1))
         return int(np.random.randint(0, 2**31 - 1))
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}.")
     return int(seed)
+
+
+class _SeedStreams(threading.local):
+    def __init__(self):
+        self.stack = []
+
+
+_SEED_STREAMS = _SeedStreams()
+
+
+@contextlib.contextmanager
+def layer_seeds_from(seed):
+    """Layers created inside draw their seeds from ``np.random.default_rng(seed)``, in creation order.
+
+    A model built from its constructor arguments (``from_config``, loading a ``.keras`` file) builds its
+    layers again; with its own ``seed`` among those arguments, every stochastic layer gets the seed it
+    had, and a reloaded model draws the masks the original would have drawn.
+    """
+    _SEED_STREAMS.stack.append(np.random.default_rng(seed))
+    try:
+        yield
+    finally:
+        _SEED_STREAMS.stack.pop()
 
 
 class _Draws:
@@ -104,12 +133,13 @@ def current_update():
     return None if scope is None else scope.update
 
 
-def uniform(shape, layer_seed, seed_generator):
-    """float32 uniforms in [0, 1) of ``shape``, whose leading axis (a Python int or a scalar tensor)
-    runs over the examples, example-major; the other axes are static.
+def random_bits(shape, layer_seed, seed_generator):
+    """uint32 draws of ``shape`` with 24 random low bits: U * 2^24 of the module docstring.
 
-    Inside ``example_keyed_draws`` the numbers are U(s, t, e, j) of the module docstring; outside,
-    ``seed_generator`` (a keras.random.SeedGenerator, advanced by this call) stands in for t.
+    The leading axis (a Python int or a scalar tensor) runs over the examples, example-major; the other
+    axes are static. Inside ``example_keyed_draws`` the draws are those of (s, t, e, w, p); outside,
+    ``seed_generator`` (a keras.random.SeedGenerator, advanced by this call) stands in for t. All the
+    chaining happens on one key per row; each element costs one xor and one hash.
     """
     rows, rest = shape[0], tuple(int(d) for d in shape[1:])
     per_row = int(np.prod(rest, dtype=np.int64))
@@ -125,25 +155,29 @@ def uniform(shape, layer_seed, seed_generator):
         rows_per_example = ops.maximum(rows // scope.num_examples, 1)
         example = ops.cast(scope.first_example, "int32") + row // rows_per_example
         within = row % rows_per_example
-    example_key = lowbias32(ops.bitwise_xor(key, lowbias32(_uint32(example))))  # (rows,)
-    element = within[:, None] * per_row + ops.arange(per_row, dtype="int32")[None, :]
-    mixed = lowbias32(ops.bitwise_xor(example_key[:, None], _uint32(element)))
-    # (Not ops.add: on TensorFlow, Keras 3.15 turns an (R, P) + (R, 1) sum with R == P into a bias_add
-    # along the last axis, adding example_key transposed.)
-    bits = ops.right_shift(lowbias32(ops.bitwise_xor(mixed, example_key[:, None])), np.uint32(8))
-    draws = ops.cast(bits, "float32") * _MANTISSA
-    return ops.reshape(draws, (rows, *rest))
+    example_key = lowbias32(ops.bitwise_xor(key, lowbias32(_uint32(example))))
+    row_key = lowbias32(ops.bitwise_xor(example_key, lowbias32(_uint32(within))))  # (rows,)
+    element = np.arange(per_row, dtype=np.uint32)[None, :]  # a constant: TensorFlow has no uint32 range
+    bits = lowbias32(ops.bitwise_xor(row_key[:, None], element))  # (rows, per_row)
+    return ops.reshape(ops.right_shift(bits, np.uint32(8)), (rows, *rest))
+
+
+def uniform(shape, layer_seed, seed_generator):
+    """float32 uniforms U in [0, 1) of ``shape`` (see ``random_bits``)."""
+    return ops.cast(random_bits(shape, layer_seed, seed_generator), "float32") * _MANTISSA
 
 
 def keep_mask(shape, rate, layer_seed, seed_generator, dtype):
-    """The inverted-dropout multiplier: 1 / (1 - rate) with probability 1 - rate, else 0, in ``dtype``.
+    """The inverted-dropout multiplier: 1 / (1 - rate) where U < 1 - rate, else 0, in ``dtype``.
 
-    Computed in float32 (a bfloat16 uniform has 8 bits and would bias the keep probability) and cast
-    once, so every example's mask is the same under every precision policy.
+    The test U < 1 - rate is done on the integers (U * 2^24 < ceil((1 - rate) 2^24), the same test
+    exactly) and the multiplier cast once, so every example's mask is the same under every precision
+    policy (a bfloat16 uniform would have 8 bits and bias the keep probability).
     """
     keep = 1.0 - rate
-    scale = ops.cast(uniform(shape, layer_seed, seed_generator) < keep, "float32") / keep
-    return ops.cast(scale, dtype)
+    threshold = np.uint32(np.ceil(keep * 2**24))
+    kept = ops.less(random_bits(shape, layer_seed, seed_generator), threshold)
+    return ops.where(kept, ops.cast(1.0 / keep, dtype), ops.cast(0.0, dtype))
 
 
 def replica_first_example(local_batch):

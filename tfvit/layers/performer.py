@@ -153,8 +153,8 @@ class PerformerAttention(FusedSelfAttention):
     (3, heads, key_dim)), whose per-head attention is ``favor_attention``. The (num_features, key_dim)
     projection W, shared by all heads, is a non-trainable float32 weight ``projection`` drawn at build
     from ``random_projection(num_features, key_dim, seed)``, so it is saved with the model; ``seed=None``
-    draws a seed from numpy's global generator once (``keras.utils.set_random_seed`` makes it
-    reproducible) and the config keeps it.
+    draws a seed once (``keyed_random.new_layer_seed``: the model's seed stream, else numpy's global
+    generator, which ``keras.utils.set_random_seed`` seeds) and the config keeps it.
 
     Args:
         num_heads: attention heads.
@@ -187,9 +187,9 @@ class PerformerAttention(FusedSelfAttention):
                 or redraw_interval < 0:
             raise ValueError(f"redraw_interval must be a non-negative integer (0: never), got {redraw_interval!r}.")
         self.redraw_interval = int(redraw_interval)
-        seed = _check_seed(seed)
-        # Drawn once and stored in the config, so that a reloaded or cloned layer rebuilds the same W.
-        self.seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
+        # Drawn once (keyed_random.new_layer_seed) and stored in the config, so that a reloaded or cloned
+        # layer rebuilds the same W.
+        self.seed = keyed_random.new_layer_seed(_check_seed(seed))
         self.seed_generator = keras.random.SeedGenerator(self.seed) if self.redraw_interval else None
 
     def build(self, input_shape):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from tfvit import _validation as check
+from tfvit.layers import keyed_random
 from tfvit.layers import Dropout, LayerNorm, PatchEmbedding, SwinStage, TokenPooling, effective_window
 from tfvit.models.base import ImageClassifier
 
@@ -30,13 +31,16 @@ class SwinTransformer(ImageClassifier):
     """Swin image classifier on (B, H, W, C) images; returns float32 logits (B, num_classes).
 
     ``depths`` and ``num_heads`` give one entry per stage; stage i has width embed_dim * 2^i.
-    ``drop_path_rate`` is the stochastic-depth rate of the last block (linear from 0).
+    ``drop_path_rate`` is the stochastic-depth rate of the last block (linear from 0). ``seed`` seeds
+    the seeds of the dropout and stochastic-depth layers (``tfvit.layers.keyed_random.layer_seeds_from``);
+    None draws one from numpy's global generator. It is kept in the config, so a reloaded model draws the
+    same masks.
     """
 
     def __init__(self, image_size=224, patch_size=4, in_channels=3, num_classes=1000, embed_dim=96,
                  depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, mlp_ratio=4.0, qkv_bias=True,
                  dropout=0.0, attention_dropout=0.0, drop_path_rate=0.1, norm_epsilon=1e-5,
-                 classifier_activation=None, dtype=None, name="swin_transformer", **kwargs):
+                 classifier_activation=None, seed=None, dtype=None, name="swin_transformer", **kwargs):
         image_size = check.as_pair("image_size", image_size)
         patch_size = check.as_pair("patch_size", patch_size)
         check.positive_int("in_channels", in_channels)
@@ -52,33 +56,35 @@ class SwinTransformer(ImageClassifier):
         check.rate("drop_path_rate", drop_path_rate)
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0: no head), got {num_classes}.")
+        seed = keyed_random.new_layer_seed(seed)
         config = dict(
             image_size=image_size, patch_size=patch_size, in_channels=in_channels, num_classes=num_classes,
             embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
             mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout,
             drop_path_rate=drop_path_rate, norm_epsilon=norm_epsilon,
-            classifier_activation=classifier_activation, dtype=dtype,
+            classifier_activation=classifier_activation, seed=seed, dtype=dtype,
         )
         rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
 
-        images = keras.Input((*image_size, in_channels), name="images")
-        x = PatchEmbedding(
-            patch_size, embed_dim, use_norm=True, norm_epsilon=norm_epsilon, flatten=False, dtype=dtype,
-            name="patch_embed",
-        )(images)
-        x = Dropout(dropout, dtype=dtype, name="pos_drop")(x)
-        for i, (depth, heads, width) in enumerate(zip(depths, num_heads, widths)):
-            first = sum(depths[:i])
-            x = SwinStage(
-                depth, heads, width, window_size=window_size, downsample=i > 0, mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout,
-                drop_path=rates[first:first + depth], norm_epsilon=norm_epsilon, dtype=dtype, name=f"layers.{i}",
-            )(x)
-        x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
-        x = TokenPooling("mean", num_prefix_tokens=0, dtype=dtype, name="pool")(x)
-        if num_classes:
-            x = Dropout(dropout, dtype=dtype, name="head_drop")(x)
-            x = keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="head")(x)
+        with keyed_random.layer_seeds_from(seed):  # the layers' seeds, in creation order
+            images = keras.Input((*image_size, in_channels), name="images")
+            x = PatchEmbedding(
+                patch_size, embed_dim, use_norm=True, norm_epsilon=norm_epsilon, flatten=False, dtype=dtype,
+                name="patch_embed",
+            )(images)
+            x = Dropout(dropout, dtype=dtype, name="pos_drop")(x)
+            for i, (depth, heads, width) in enumerate(zip(depths, num_heads, widths)):
+                first = sum(depths[:i])
+                x = SwinStage(
+                    depth, heads, width, window_size=window_size, downsample=i > 0, mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout,
+                    drop_path=rates[first:first + depth], norm_epsilon=norm_epsilon, dtype=dtype, name=f"layers.{i}",
+                )(x)
+            x = LayerNorm(epsilon=norm_epsilon, dtype=dtype, name="norm")(x)
+            x = TokenPooling("mean", num_prefix_tokens=0, dtype=dtype, name="pool")(x)
+            if num_classes:
+                x = Dropout(dropout, dtype=dtype, name="head_drop")(x)
+                x = keras.layers.Dense(num_classes, activation=classifier_activation, dtype="float32", name="head")(x)
         self._finish(config, images, x, name, **kwargs)
         self.stage_resolutions = stage_resolutions(image_size, patch_size, len(depths))
         self.stage_windows = [effective_window(r, window_size, window_size // 2) for r in self.stage_resolutions]

@@ -1,0 +1,122 @@
+"""What exactness costs: a training step with tfvit's dense table gradients and keyed random masks,
+against the same step with Keras's gather and Keras's SeedGenerator draws put back.
+
+Variants (each a fresh child process; rounds interleaved A B C A B C, medians):
+- ``tfvit``: as shipped (``take_rows`` for the bias tables, ``keyed_random`` masks);
+- ``keras-gather``: the tables read with ``keras.ops.take`` (an IndexedSlices gradient, wrong under Adam);
+- ``keras-random``: the dropout and drop-path masks drawn from each layer's SeedGenerator, as
+  ``keras.layers.Dropout`` does (different masks per micro-batch under accumulation).
+Models: the registry configurations with their own stochastic depth (0.1) and ``--dropout`` on every
+dropout layer, synthetic data held in memory, AdamW, ``train_on_batch``.
+
+    python tools/exactness_cost_bench.py                       # CIFAR Swin and ViT, mixed_bfloat16, no XLA
+    python tools/exactness_cost_bench.py --precision float32 --jit --rounds 3
+
+Ratios are variant time / tfvit time (above 1: tfvit faster).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TOOLS)
+sys.path.insert(0, TOOLS)
+
+from measure import interleaved  # noqa: E402
+
+CONFIGS = {"cifar_swin": "swin_cifar_patch2_window4_32", "cifar_vit": "vit_cifar_patch4_32"}
+VARIANTS = ("tfvit", "keras-gather", "keras-random")
+
+
+def put_back_keras(variant):
+    """Monkeypatch this process's tfvit back to Keras's behaviour for ``variant``."""
+    import keras
+    from keras import ops
+
+    from tfvit.layers import keyed_random, local, window
+
+    if variant == "keras-gather":
+        window.take_rows = local.take_rows = lambda table, indices: ops.take(table, indices, axis=0)
+    elif variant == "keras-random":
+        def keras_keep_mask(shape, rate, layer_seed, seed_generator, dtype):
+            keep = 1.0 - rate
+            draw = keras.random.uniform(shape, seed=seed_generator, dtype="float32")
+            return ops.cast(ops.cast(draw < keep, "float32") / keep, dtype)
+
+        keyed_random.keep_mask = keras_keep_mask
+
+
+def child(args):
+    sys.path.insert(0, ROOT)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tfvit
+
+    put_back_keras(args.variant)
+    keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(0)
+    options = dict(dropout=args.dropout, attention_dropout=args.dropout) if args.dropout else {}
+    model = tfvit.create_model(CONFIGS[args.config], num_classes=10, **options)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=args.jit)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((args.batch, *model.input_shape[1:]), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, args.batch))
+    for _ in range(args.warmup):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"ms_per_step": 1000 * statistics.median(times)}))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["cifar_swin", "cifar_vit"])
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="mixed_bfloat16")
+    p.add_argument("--jit", action="store_true", help="compile the steps with XLA")
+    p.add_argument("--dropout", type=float, default=0.1, help="rate of every dropout layer (default 0.1)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per child (median)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS, default="tfvit", help=argparse.SUPPRESS)
+    p.add_argument("--config", choices=sorted(CONFIGS), default="cifar_swin", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    shared = ["--precision", args.precision, "--dropout", str(args.dropout), "--batch", str(args.batch),
+              "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--jit"] if args.jit else [])
+    commands = [((config, variant), [os.path.abspath(__file__), "--child", "--config", config, "--variant", variant,
+                                     *shared])
+                for config in args.configs for variant in VARIANTS]
+    results = interleaved(commands, args.rounds)
+    print(f"\n{args.precision}, {'XLA' if args.jit else 'no XLA'}, batch {args.batch}, dropout {args.dropout}, "
+          f"stochastic depth 0.1; ms per step, median of {args.rounds} rounds (per-round ratios in brackets)\n")
+    print("| model | tfvit | keras-gather | ratio | keras-random | ratio |\n|---|---|---|---|---|---|")
+    for config in args.configs:
+        ms = {v: [r["ms_per_step"] for r in results[(config, v)]] for v in VARIANTS}
+        cells = [f"{statistics.median(ms['tfvit']):.0f}"]
+        for variant in VARIANTS[1:]:
+            ratios = [other / ours for other, ours in zip(ms[variant], ms["tfvit"])]
+            spread = f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+            cells += [f"{statistics.median(ms[variant]):.0f}", f"{statistics.median(ratios):.2f} {spread}"]
+        print(f"| {CONFIGS[config]} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
