@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import tfvit
+from tfvit.layers import keyed_random
 from tfvit.training import GradientAccumulationModel
 
 # The tests both backends' files import with `import *` (and so collect); the helpers are imported by name.
@@ -129,6 +130,23 @@ def check_mixed_precision_accumulation(policy, make, full_batch_gradient):
         for got, want in zip(update, expected):
             assert np.isfinite(got).all()
             np.testing.assert_allclose(got, want, atol=tolerance * max(1.0, np.abs(want).max()))
+
+
+def keyed(full_batch_gradient):
+    """``full_batch_gradient`` of the first update (t = 0), with the dropout and drop-path draws it has."""
+    def gradient(model, x, y):
+        with keyed_random.example_keyed_draws(0, 0, len(x)):
+            return full_batch_gradient(model, x, y)
+
+    return gradient
+
+
+def check_dropout_accumulation(steps, full_batch_gradient):
+    """The update over ``steps`` micro-batches of a Swin with every stochastic layer on equals the
+    backend's own autodiff gradient of the whole batch with the same draws."""
+    make = lambda: stochastic_model("swin")
+    x, y = data(make(), 10)
+    assert_all_close(applied_update(make, steps, x, y), keyed(full_batch_gradient)(make(), x, y))
 
 
 @pytest.mark.parametrize("kind", ["swin", "vit"])

@@ -7,10 +7,13 @@ Variants (each a fresh child process; rounds interleaved A B C A B C, medians):
 - ``keras-random``: the dropout and drop-path masks drawn from each layer's SeedGenerator, as
   ``keras.layers.Dropout`` does (different masks per micro-batch under accumulation).
 Models: the registry configurations with their own stochastic depth (0.1) and ``--dropout`` on every
-dropout layer, synthetic data held in memory, AdamW, ``train_on_batch``.
+dropout layer, synthetic data held in memory, AdamW, ``train_on_batch``. ``--part layer`` times one
+dropout layer instead (tfvit's keyed ``Dropout``, ``keras.layers.Dropout`` and no dropout, forward +
+backward on a (128, 65, 384) activation, calls alternated in one process, medians).
 
     python tools/exactness_cost_bench.py                       # CIFAR Swin and ViT, mixed_bfloat16, no XLA
     python tools/exactness_cost_bench.py --precision float32 --jit --rounds 3
+    python tools/exactness_cost_bench.py --part layer
 
 Ratios are variant time / tfvit time (above 1: tfvit faster).
 """
@@ -79,8 +82,49 @@ def child(args):
     print(json.dumps({"ms_per_step": 1000 * statistics.median(times)}))
 
 
+def time_dropout_layers(repeats, jit):
+    """Median ms of forward + backward through tfvit's Dropout, Keras's and none, calls alternated."""
+    sys.path.insert(0, ROOT)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfvit.layers import Dropout, keyed_random
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(128, 65, 384)).astype("float32"))
+
+    def step_of(layer, keyed):
+        @tf.function(jit_compile=jit)
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                if keyed:  # the scope a train step opens: update 3, the whole batch
+                    with keyed_random.example_keyed_draws(tf.constant(3, tf.int64), 0, 128):
+                        y = layer(x, training=True)
+                else:
+                    y = layer(x, training=True)
+                loss = tf.reduce_sum(y * y)
+            return tape.gradient(loss, x)
+
+        return step
+
+    steps = {"tfvit Dropout": step_of(Dropout(0.1, seed=1), True),
+             "keras.layers.Dropout": step_of(keras.layers.Dropout(0.1, seed=1), False),
+             "no dropout": step_of(lambda x, training: x, False)}
+    for step in steps.values():
+        step(x).numpy()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(x).numpy()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["model", "layer"], default="model")
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["cifar_swin", "cifar_vit"])
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="mixed_bfloat16")
     p.add_argument("--jit", action="store_true", help="compile the steps with XLA")
@@ -99,6 +143,15 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         return child(args)
+    if args.part == "layer":
+        ms = time_dropout_layers(repeats=30, jit=args.jit)
+        mode = "XLA" if args.jit else "no XLA"
+        print(f"one dropout layer (rate 0.1) on (128, 65, 384) float32, forward + backward, {mode}, "
+              f"median of 30 alternated calls:\n")
+        print("| layer | ms |\n|---|---|")
+        for name, value in ms.items():
+            print(f"| {name} | {value:.1f} |")
+        return None
     shared = ["--precision", args.precision, "--dropout", str(args.dropout), "--batch", str(args.batch),
               "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--jit"] if args.jit else [])
     commands = [((config, variant), [os.path.abspath(__file__), "--child", "--config", config, "--variant", variant,

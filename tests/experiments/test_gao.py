@@ -74,8 +74,9 @@ def test_mixed_precision_and_batch_norm_are_judged_by_what_they_can_reach():
     assert pair((2.0, 1.5, 1.002), precision="mixed_bfloat16")["verdict"].startswith("within the mixed_bfloat16")
     assert pair((2.0, 1.5, 1.01), precision="mixed_bfloat16")["verdict"].startswith("beyond the mixed_bfloat16")
     assert pair((2.0, 1.5, 1.0), batch_norm=True)["verdict"].startswith("not exact: BatchNorm")
-    (skipped,) = gao.comparisons([result("accumulation", 64, 4, 0.9, 12.0, precision="mixed_float16"),
-                                  result("baseline-effective", 64, 1, 0.9, 10.0, precision="mixed_float16", updates=29)])
+    float16 = dict(precision="mixed_float16")
+    (skipped,) = gao.comparisons([result("accumulation", 64, 4, 0.9, 12.0, **float16),
+                                  result("baseline-effective", 64, 1, 0.9, 10.0, updates=29, **float16)])
     assert skipped["verdict"] == "not exact: loss scaling skipped updates (30 vs 29 applied)"
     micro = gao.comparisons([result("accumulation", 64, 4, 0.9, 12.0), result("baseline-micro", 16, 1, 0.8, 8.0)])
     assert micro[0]["verdict"] == "other batch size: not an exactness check"

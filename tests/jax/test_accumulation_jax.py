@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import pytest
 
-from tfvit.layers import keyed_random
 from tfvit.training import GradientAccumulationModel
 
 from tests.accumulation_cases import (
-    LOSS, applied_update, assert_all_close, check_mixed_precision_accumulation, data, mlp, stochastic_model, tiny_swin,
+    LOSS, applied_update, assert_all_close, check_dropout_accumulation, check_mixed_precision_accumulation, data,
+    keyed, mlp, stochastic_model, tiny_swin,
 )
 # The backend-neutral tests (the module's __all__), shared with tests/training/test_accumulation.py:
 # pytest collects them here.
@@ -90,19 +90,11 @@ def test_mixed_precision_accumulation_matches_full_batch(policy):
     check_mixed_precision_accumulation(policy, mlp, full_batch_gradient)
 
 
-def keyed_full_batch_gradient(model, x, y):
-    """The full-batch gradient of the first update (t = 0) with its dropout and drop-path draws."""
-    with keyed_random.example_keyed_draws(0, 0, len(x)):
-        return full_batch_gradient(model, x, y)
-
-
 @pytest.mark.parametrize("steps", [3, 4])
 def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps):
-    make = lambda: stochastic_model("swin")
-    x, y = data(make(), 10)
-    assert_all_close(applied_update(make, steps, x, y), keyed_full_batch_gradient(make(), x, y))
+    check_dropout_accumulation(steps, full_batch_gradient)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_accumulation_with_dropout_matches_full_batch(policy):
-    check_mixed_precision_accumulation(policy, lambda: stochastic_model("swin"), keyed_full_batch_gradient)
+    check_mixed_precision_accumulation(policy, lambda: stochastic_model("swin"), keyed(full_batch_gradient))

@@ -23,10 +23,10 @@ from tfvit.layers.window import (
 )
 
 __all__ = [
-    "ClassToken", "Conv2D", "Dense", "DropPath", "Dropout", "LayerNorm", "LocalAttention1D", "MLP", "MultiHeadSelfAttention",
-    "NeighborhoodAttention2D", "PatchEmbedding", "PatchMerging", "PerformerAttention", "PositionEmbedding",
-    "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention", "bias_add", "effective_window",
-    "exact_attention", "favor_attention", "gelu", "layer_norm", "local_attention_1d", "neighborhood_attention_2d",
-    "random_projection", "relative_position_index", "resize_position_embedding", "shifted_window_mask",
-    "window_partition", "window_reverse",
+    "ClassToken", "Conv2D", "Dense", "DropPath", "Dropout", "LayerNorm", "LocalAttention1D", "MLP",
+    "MultiHeadSelfAttention", "NeighborhoodAttention2D", "PatchEmbedding", "PatchMerging", "PerformerAttention",
+    "PositionEmbedding", "SwinBlock", "SwinStage", "TokenPooling", "TransformerBlock", "WindowAttention",
+    "bias_add", "effective_window", "exact_attention", "favor_attention", "gelu", "layer_norm",
+    "local_attention_1d", "neighborhood_attention_2d", "random_projection", "relative_position_index",
+    "resize_position_embedding", "shifted_window_mask", "window_partition", "window_reverse",
 ]

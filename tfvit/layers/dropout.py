@@ -18,8 +18,9 @@ from tfvit.layers import keyed_random
 class Dropout(keras.layers.Layer):
     """Element-wise dropout with rate ``rate``, a drop-in for ``keras.layers.Dropout`` (no noise_shape).
 
-    ``seed``: the layer's seed s (None draws one from numpy's global generator, kept in the config).
-    Inputs are example-major along their first axis (see ``keyed_random.uniform``).
+    ``seed``: the layer's seed s, kept in the config (None: ``keyed_random.new_layer_seed`` draws one,
+    from the model's seed stream inside a tfvit model). Inputs are example-major along their first
+    axis (see ``keyed_random.random_bits``).
     """
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
@@ -28,11 +29,14 @@ class Dropout(keras.layers.Layer):
         self.seed = keyed_random.new_layer_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed) if self.rate > 0 else None
 
+    def mask_shape(self, x):
+        """The shape of the mask: one draw per element (DropPath: one per sample)."""
+        return (ops.shape(x)[0], *x.shape[1:])
+
     def call(self, x, training=None):
         if not training or self.rate == 0.0:
             return x
-        shape = (ops.shape(x)[0], *x.shape[1:])
-        return x * keyed_random.keep_mask(shape, self.rate, self.seed, self.seed_generator, x.dtype)
+        return x * keyed_random.keep_mask(self.mask_shape(x), self.rate, self.seed, self.seed_generator, x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

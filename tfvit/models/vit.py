@@ -12,7 +12,9 @@ import numpy as np
 
 from tfvit import _validation as check
 from tfvit.layers import keyed_random
-from tfvit.layers import ClassToken, Dropout, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock
+from tfvit.layers import (
+    ClassToken, Dropout, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock,
+)
 from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind
 from tfvit.models.base import ImageClassifier
 

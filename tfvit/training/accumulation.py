@@ -69,8 +69,11 @@ class GradientAccumulationModel(keras.Model):
 
     Exactness holds for losses reduced as Keras's default ``"sum_over_batch_size"``, when the model
     treats examples independently (BatchNorm in training mode does not: its batch statistics are
-    those of each micro-batch). A ``"sum"`` reduction gets the full-batch update times m / B, since
-    each micro-batch loss is weighted by m / B.
+    those of each micro-batch) and its random layers draw per example (tfvit's ``Dropout`` and
+    ``DropPath`` do; ``keras.layers.Dropout`` draws anew for each micro-batch). A ``"sum"`` reduction
+    gets the full-batch update times m / B, since each micro-batch loss is weighted by m / B. Under
+    mixed_float16, loss scaling skips an update whose gradient overflowed; a micro-batch's float16
+    gradient overflows less often than the whole batch's, so the two may skip different updates.
     """
 
     def __init__(self, model, steps=1, **kwargs):
