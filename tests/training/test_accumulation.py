@@ -54,9 +54,9 @@ def test_mixed_precision_accumulation_matches_full_batch(policy):
     check_mixed_precision_accumulation(policy, tiny_swin, full_batch_gradient)
 
 
-@pytest.mark.parametrize("steps", [3, 4])
-def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps):
-    check_dropout_accumulation(steps, full_batch_gradient)
+@pytest.mark.parametrize("steps, jit_compile", [(3, False), (4, False), (4, True)])
+def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps, jit_compile):
+    check_dropout_accumulation(steps, full_batch_gradient, jit_compile=jit_compile)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
