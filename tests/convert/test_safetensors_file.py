@@ -42,6 +42,25 @@ def test_bfloat16_is_widened_to_float32(tmp_path):
     out = read_safetensors(path)["w"]
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, values.reshape(2, 3))
+    assert read_safetensors_shapes(path) == {"w": (2, 3)}
+
+
+def test_bfloat16_beside_other_dtypes_is_widened_and_float8_refused_by_name(tmp_path):
+    # As transformers' save_pretrained writes a bfloat16 model: other dtypes (an int64 buffer) alongside.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    exact = np.array([[1.5, -2.0, 0.25], [2.0**34, -0.0, 7.0]], dtype=np.float32)  # exact in bfloat16
+    path = _write(tmp_path / "mixed.safetensors", {"w": exact.astype(ml_dtypes.bfloat16), "a": TENSORS["a"],
+                                                   "c": TENSORS["c"]})
+    out = read_safetensors(path)
+    assert out["w"].dtype == np.float32 and out["a"].dtype == np.float32 and out["c"].dtype == np.int64
+    np.testing.assert_array_equal(out["w"], exact)
+    np.testing.assert_array_equal(out["c"], TENSORS["c"])
+    assert read_safetensors_shapes(path) == {"w": (2, 3), "a": (2, 3), "c": (4,)}
+    # safetensors' numpy reader has no float8 type: a clear ValueError, and the shapes still read.
+    path = _write(tmp_path / "f8.safetensors", {"w": exact.astype(ml_dtypes.float8_e4m3fn)})
+    with pytest.raises(ValueError, match=r"cannot read tensor 'w' of dtype F8_E4M3 as a numpy array"):
+        read_safetensors(path)
+    assert read_safetensors_shapes(path) == {"w": (2, 3)}
 
 
 def test_directory_and_sharded_checkpoint(tmp_path):

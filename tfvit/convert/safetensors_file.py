@@ -4,12 +4,12 @@ A safetensors file is an 8-byte little-endian header length N, N bytes of JSON n
 dtype, shape and byte range, then the raw data: reading it runs no code. PyTorch's ``.bin`` / ``.pt``
 / ``.pth`` / ``.ckpt`` files are pickles (inside a zip since torch 1.6), and unpickling a file runs
 whatever it says, so those are refused before a byte of them is interpreted, with the two lines that
-convert them. No torch is needed: tensors come back as numpy arrays.
+convert them. No torch is needed: tensors come back as numpy arrays, read by the ``safetensors``
+package's ``safe_open``.
 """
 
 import json
 import os
-import struct
 
 import numpy as np
 
@@ -92,32 +92,20 @@ def check_safetensors_file(path):
 
 
 def _open(path):
+    # numpy has no bfloat16. ml_dtypes (a dependency of Keras, TensorFlow and JAX) registers one under that
+    # name, and safe_open(framework="np") then returns BF16 tensors as ml_dtypes arrays (without it, it
+    # raises TypeError); read_safetensors widens them to float32, which holds every bfloat16 exactly.
+    import ml_dtypes  # noqa: F401
     from safetensors import SafetensorError, safe_open  # imported here: only the readers need the package
 
     try:
-        return safe_open(path, framework="numpy")
+        return safe_open(path, framework="np")
     except (SafetensorError, OSError) as error:
         size = os.path.getsize(path)
         raise ValueError(
             f"{path!r} ({size} bytes) is not a readable safetensors file: {error}. A file cut short by an "
             f"interrupted download or copy reads like this; fetch or convert it again."
         ) from None
-
-
-def _header(path):
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(length)), 8 + length
-
-
-def _read_bfloat16(path, name):
-    # numpy has no bfloat16: widen it to float32 by placing its 16 bits above 16 zero bits.
-    header, data_start = _header(path)
-    start, end = header[name]["data_offsets"]
-    with open(path, "rb") as f:
-        f.seek(data_start + start)
-        raw = np.frombuffer(f.read(end - start), dtype="<u2")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(header[name]["shape"])
 
 
 def read_safetensors(path):
@@ -133,15 +121,15 @@ def read_safetensors(path):
     tensors = {}
     for file in resolve_checkpoint(path):
         with _open(file) as f:
-            names = list(f.keys())
-            for name in names:
+            for name in f.keys():
                 try:
-                    if f.get_slice(name).get_dtype() == "BF16":
-                        tensors[name] = _read_bfloat16(file, name)
-                    else:
-                        tensors[name] = f.get_tensor(name)
-                except (SafetensorError, OSError, TypeError) as error:
+                    value = f.get_tensor(name)
+                except (SafetensorError, OSError) as error:
                     raise ValueError(f"{file!r}: cannot read tensor {name!r}: {error}. Is the file complete?") from None
+                except (TypeError, AttributeError) as error:  # safe_open's numpy has no type for the dtype (float8)
+                    raise ValueError(f"{file!r}: cannot read tensor {name!r} of dtype "
+                                     f"{f.get_slice(name).get_dtype()} as a numpy array: {error}.") from None
+                tensors[name] = value.astype(np.float32) if value.dtype.name == "bfloat16" else value
     return tensors
 
 
@@ -150,7 +138,6 @@ def read_safetensors_shapes(path):
     shapes = {}
     for file in resolve_checkpoint(path):
         with _open(file) as f:
-            names = list(f.keys())
-            for name in names:
+            for name in f.keys():
                 shapes[name] = tuple(f.get_slice(name).get_shape())
     return shapes

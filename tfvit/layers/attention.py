@@ -19,11 +19,12 @@ def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
     q: (..., Nq, d), k and v: (..., Nk, d), heads before tokens; leading axes (batch, windows,
     heads...) broadcast, and so does ``bias`` against the (..., Nq, Nk) logits. ``scale`` defaults
     to d^-1/2. Both products are batched matrix products (``keras.ops.matmul``; the transpose of k is
-    folded into the product by TensorFlow's graph optimizer): on TensorFlow they ran 1.2-1.6x faster
-    forward and backward than the same products written as einsums, whose kernel transposes its
-    operands itself (``tools/attention_path_bench.py``). The logits are formed in the inputs' dtype
-    (fast under mixed precision) but the softmax runs in float32, where a float16 exponential would
-    overflow and a bfloat16 sum would lose the small terms.
+    folded into the product by TensorFlow's graph optimizer): on TensorFlow they are mostly a little
+    faster forward and backward than the same products written as einsums, whose kernel transposes its
+    operands itself (the README's Performance section measures it with
+    ``python -m tools.attention_path_bench``). The logits are formed in the inputs' dtype (fast under
+    mixed precision) but the softmax runs in float32, where a float16 exponential would overflow and a
+    bfloat16 sum would lose the small terms.
     Returns the output in the dtype of v, and the float32 weights too when ``return_weights``.
     """
     head_dim = q.shape[-1]
@@ -80,7 +81,8 @@ class FusedSelfAttention(keras.layers.Layer):
         # One transpose of the whole qkv output to (3, B, heads, N, head_dim), then an unstack along
         # the leading axis: the backward pass is one stack and one transpose. (Indexing q, k, v out
         # of the reshape instead gives three strided slices, whose gradients are three zero-filled
-        # tensors of the full qkv size added up.) tools/attention_path_bench.py times the paths.
+        # tensors of the full qkv size added up.) ``python -m tools.attention_path_bench`` times the
+        # paths; the README's Performance section has its numbers.
         return ops.unstack(ops.transpose(self.qkv_tokens(x), (2, 0, 3, 1, 4)), 3, axis=0)
 
     def merge_heads(self, out, training=None, heads_first=True):
@@ -96,7 +98,8 @@ class FusedSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias, projection_dropout=self.projection_dropout)
+        config.update(num_heads=self.num_heads, key_dim=self.key_dim, qkv_bias=self.qkv_bias,
+                      projection_dropout=self.projection_dropout)
         return config
 
 
@@ -108,9 +111,9 @@ class MultiHeadSelfAttention(FusedSelfAttention):
     attention weights (float32), e.g. for attention rollout. ``use_fused_attention`` routes the
     plain case (no weights requested, no attention dropout) through ``keras.ops.dot_product_attention``;
     the default ``None`` does so on backends that have a fused kernel for it (JAX, torch). On
-    TensorFlow that op is two einsums, slower than the explicit path's batched matrix products in
-    ``tools/attention_path_bench.py``, so the default there is the explicit path. Sub-layers follow
-    timm: ``qkv`` and ``proj``.
+    TensorFlow that op is two einsums, slower than the explicit path's batched matrix products (the
+    README's Performance section, measured with ``python -m tools.attention_path_bench``), so the
+    default there is the explicit path. Sub-layers follow timm: ``qkv`` and ``proj``.
     """
 
     def __init__(self, num_heads, qkv_bias=True, attention_dropout=0.0, projection_dropout=0.0,

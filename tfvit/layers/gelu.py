@@ -10,18 +10,18 @@ This is the erf form ViT, timm and transformers' "gelu" use, not the tanh approx
 
 Why a function of tfvit's own: ``keras.activations.gelu(x, approximate=False)`` computes
 ``x/2 * erfc(-x/sqrt(2))`` and TensorFlow, without XLA, runs that and its automatic derivative as a
-chain of separate element-wise kernels; in bfloat16 its Erfc kernel alone was 5% of a CIFAR ViT
-training step. Here the forward pass is one erf in float32, and the backward pass evaluates the
-closed-form derivative above from the saved input: forward and backward together ran 1.5x
-(mixed_bfloat16) and 1.3x (float32) faster than Keras's on 128 x 65 tokens x 768 features without
-XLA, and 1.06-1.26x with it (``tools/elementwise_bench.py --part ops``). JAX programs are compiled
-by XLA, which fuses the autodiff graph into a few loops by itself, so there the plain formula is
-used: the choice is ``closed_form_gradients()``.
+chain of separate element-wise kernels, and in bfloat16 its Erfc kernel is a visible share of a
+training step's op time. Here the forward pass is one erf in float32, and the backward pass evaluates
+the closed-form derivative above from the saved input, fewer kernels and passes over the activations:
+it is faster than Keras's forward and backward, most of all without XLA (the README's Performance
+section measures both with ``python -m tools.elementwise_bench --part ops``). JAX programs are
+compiled by XLA, which fuses the autodiff graph into a few loops by itself, so there the plain
+formula is used: the choice is ``closed_form_gradients()``.
 
 Computed in float32 whatever the input dtype, as Keras's LayerNormalization does, and returned in
 the input's dtype. The erf form is PyTorch's (and so timm's) formula; in float32 ``1 + erf`` cancels
-to 0 below x = -5.5, where |GELU| < 1e-7 (the erfc form keeps that tail, but with it forward and
-backward ran 1.3-1.4x slower).
+to 0 below x = -5.5, where |GELU| < 1e-7 (the erfc form keeps that tail, but it runs the slower
+Erfc kernel that this function avoids).
 """
 
 import math

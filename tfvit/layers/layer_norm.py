@@ -12,11 +12,11 @@ and, with g = dy * gamma, the gradients
 Why a layer of tfvit's own: TensorFlow without XLA runs Keras's LayerNormalization and its automatic
 derivative as more than a dozen small kernels (moments, casts, broadcasts and their gradients), each a
 pass over the activations; the three lines above need a handful, and keep only x_hat and r for the
-backward pass. Forward and backward ran 1.2x faster than Keras's on their own without XLA, and
-0.85-1.0x under XLA, which fuses Keras's version as well. With tfvit's GELU, a whole CIFAR ViT / Swin
-training step (mixed_bfloat16, no XLA) ran 1.05x / 1.07x faster, its process peaking at 15% / 23% less memory
-(``tools/elementwise_bench.py``; speeds within this machine's noise under XLA). Computed in float32
-whatever the input dtype, like Keras's, and returned in the layer's compute dtype.
+backward pass. Without XLA that is faster than Keras's on its own, and, with tfvit's GELU, makes whole
+ViT and Swin training steps a little faster and their peak memory lower (fewer intermediate tensors
+kept for the backward pass); under XLA, which fuses Keras's version as well, the gain disappears. The
+README's Performance section has the numbers, measured with ``python -m tools.elementwise_bench``.
+Computed in float32 whatever the input dtype, like Keras's, and returned in the layer's compute dtype.
 
 ``LayerNorm`` is a ``keras.layers.LayerNormalization``: the same arguments, weights (``gamma``,
 ``beta``), names and checkpoints. It takes the closed-form path for the configuration every tfvit

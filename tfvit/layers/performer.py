@@ -235,7 +235,7 @@ class PerformerAttention(FusedSelfAttention):
     def get_config(self):
         config = super().get_config()
         config.update(
-            key_dim=self.key_dim, kernel=self.kernel, num_features=self.num_features, orthogonal=self.orthogonal,
+            kernel=self.kernel, num_features=self.num_features, orthogonal=self.orthogonal,
             redraw_interval=self.redraw_interval, seed=self.seed,
         )
         return config
