@@ -14,9 +14,7 @@ import numpy as np
 from keras import ops
 
 from tfvit import _validation as check
-from tfvit.layers.drop_path import DropPath
-from tfvit.layers.layer_norm import LayerNorm
-from tfvit.layers.mlp import MLP
+from tfvit.layers.blocks import PreNormBlock
 from tfvit.layers.patch_merging import PatchMerging
 from tfvit.layers.window import WindowAttention, shifted_window_mask, window_partition, window_reverse
 
@@ -29,7 +27,7 @@ def effective_window(resolution, window_size, shift_size):
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
-class SwinBlock(keras.layers.Layer):
+class SwinBlock(PreNormBlock):
     """One Swin block on a (B, H, W, C) grid; ``shift_size`` > 0 makes it a shifted-window block.
 
     Sub-layers follow timm: ``norm1``, ``attn`` (WindowAttention), ``drop_path1``, ``norm2``, ``mlp``,
@@ -46,21 +44,8 @@ class SwinBlock(keras.layers.Layer):
         if not 0 <= shift_size < self.window_size:
             raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}.")
         self.shift_size = int(shift_size)
-        if mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}.")
-        self.mlp_ratio = float(mlp_ratio)
-        self.qkv_bias = bool(qkv_bias)
-        self.dropout = check.rate("dropout", dropout)
-        self.attention_dropout = check.rate("attention_dropout", attention_dropout)
-        self.drop_path_rate = check.rate("drop_path", drop_path)
-        self.norm_epsilon = float(norm_epsilon)
-        policy = self.dtype_policy
-        self.norm1 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm1")
-        self.norm2 = LayerNorm(epsilon=self.norm_epsilon, dtype=policy, name="norm2")
-        # One per branch: a shared layer would draw the same mask for both (its key is the layer seed).
-        self.drop_path1 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path1")
-        self.drop_path2 = DropPath(self.drop_path_rate, dtype=policy, name="drop_path2")
-        self.attn = self.mlp = None  # the window depends on the grid, known at build
+        # attn (and mlp) at build: the window depends on the grid.
+        self.init_branches(mlp_ratio, qkv_bias, dropout, attention_dropout, drop_path, norm_epsilon)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or None in input_shape[1:]:
@@ -76,12 +61,11 @@ class SwinBlock(keras.layers.Layer):
         self.attention_mask = (
             shifted_window_mask(*self.padded, self.window, self.shift) if self.shift else None
         )
-        policy = self.dtype_policy
         self.attn = WindowAttention(
             self.num_heads, self.window, qkv_bias=self.qkv_bias, attention_dropout=self.attention_dropout,
-            projection_dropout=self.dropout, dtype=policy, name="attn",
+            projection_dropout=self.dropout, dtype=self.dtype_policy, name="attn",
         )
-        self.mlp = MLP(int(dim * self.mlp_ratio), dropout=self.dropout, dtype=policy, name="mlp")
+        self.build_mlp(dim)
         self.norm1.build(input_shape)
         self.norm2.build(input_shape)
         self.attn.build((None, self.window * self.window, dim))
@@ -104,19 +88,11 @@ class SwinBlock(keras.layers.Layer):
             x = ops.roll(x, shift=(self.shift, self.shift), axis=(1, 2))
         x = x[:, :height, :width, :]
         x = shortcut + self.drop_path1(x, training=training)
-        return x + self.drop_path2(self.mlp(self.norm2(x), training=training), training=training)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return self.mlp_residual(x, training=training)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_heads=self.num_heads, window_size=self.window_size, shift_size=self.shift_size,
-            mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias, dropout=self.dropout,
-            attention_dropout=self.attention_dropout, drop_path=self.drop_path_rate,
-            norm_epsilon=self.norm_epsilon,
-        )
+        config.update(num_heads=self.num_heads, window_size=self.window_size, shift_size=self.shift_size)
         return config
 
 

@@ -6,9 +6,11 @@ attention rollout, overlay figures and TensorBoard images.
     tfvit.vis.overlay_grid(images, {"Grad-CAM": cams, "rollout": flow}, path="saliency.png")
 """
 
+from tfvit.vis.maps import normalize_maps, resize_maps
 from tfvit.vis.plots import blend, display_images, overlay_grid, write_tensorboard_images
 from tfvit.vis.rollout import HEAD_FUSIONS, attention_rollout, attention_weights, rollout, rollout_applies
-from tfvit.vis.saliency import METHODS, default_target_layer, gradcam, normalize_maps, resize_maps
+from tfvit.vis.saliency import METHODS, gradcam
+from tfvit.vis.targets import default_target_layer
 
 __all__ = [
     "HEAD_FUSIONS", "METHODS", "attention_rollout", "attention_weights", "blend", "default_target_layer",

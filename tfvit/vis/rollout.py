@@ -16,7 +16,8 @@ row drops its own smallest patch weights; and it divides by the row sums without
 
 import numpy as np
 
-from tfvit.vis.saliency import check_images, normalize_maps, resize_maps
+from tfvit.vis.inputs import check_images
+from tfvit.vis.maps import normalize_maps, resize_maps
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -24,9 +25,9 @@ HEAD_FUSIONS = ("mean", "max", "min")
 def attention_weights(model, images):
     """The attention weights of every block of a tfvit ViT: a list of float32 (B, heads, N, N) arrays.
 
-    The blocks are run one by one in inference mode (``blocks.i``: ``norm1`` -> ``attn`` with
-    ``return_attention_scores=True`` -> residual -> ``norm2`` -> ``mlp`` -> residual), the same
-    computation as the model's forward pass, without changing or re-wiring the model's layers.
+    The blocks are run one by one in inference mode, without changing or re-wiring the model's layers:
+    block i's weights are ``attn(norm1(x), return_attention_scores=True)``, and its output, the next
+    block's x, is ``block.call_from_norm1(x, norm1(x))``, the model's own forward pass.
     """
     blocks = _check_rollout_model(model)
     images = check_images(model, images, where="attention_rollout")
@@ -35,11 +36,11 @@ def attention_weights(model, images):
     x = model.get_layer("pos_embed")(x)
     weights = []
     for i, block in enumerate(blocks):
-        out, attention = block.attn(block.norm1(x), return_attention_scores=True, training=False)
+        normed = block.norm1(x)
+        _, attention = block.attn(normed, return_attention_scores=True, training=False)
         weights.append(np.asarray(attention, dtype=np.float32))
         if i + 1 < len(blocks):  # the last block's output is not needed
-            x = x + out
-            x = x + block.mlp(block.norm2(x), training=False)
+            x = block.call_from_norm1(x, normed, training=False)
     return weights
 
 
@@ -108,7 +109,7 @@ def _check_rollout_model(model):
     from tfvit.models import VisionTransformer
 
     if not isinstance(model, VisionTransformer):
-        # ValueError, as for every bad argument in tfvit (DESIGN.md), rather than ruff's TypeError.
+        # ValueError, the error tfvit raises for every bad argument, rather than ruff's TypeError.
         raise ValueError(  # noqa: TRY004
             f"attention_rollout needs a tfvit VisionTransformer with global attention and a class token, "
             f"got {type(model).__name__} '{getattr(model, 'name', '?')}'. For Swin, CNNs and other models use "
