@@ -6,37 +6,33 @@ all at the same effective batch. Each measurement runs in a fresh child process 
 that configuration's alone) and the configurations are interleaved round by round (A B C ... A B C)
 so that a noisy machine slows them alike; the table reports medians over rounds.
 
-    python tools/accumulation_bench.py [--model swin_cifar_patch2_window4_32] [--batch 256] [--rounds 3]
+    python -m tools.accumulation_bench [--model swin_cifar_patch2_window4_32] [--batch 256] [--rounds 3]
 
-Peak memory is the resident set size of the child, sampled every 5 ms during the timed steps
-(psutil); "training memory" is that peak minus the resident size just before the first step, i.e.
+Peak memory is the peak resident set size of the child during the timed steps
+(``tfvit.training.memory``: Linux's exact high-water mark where it can be reset, else psutil
+sampling); "training memory" is that peak minus the resident size just before the first step, i.e.
 what the steps themselves added (activations, gradients, optimizer state, compiled code).
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from measure import interleaved  # noqa: E402
-from measure import median as measure_median  # noqa: E402
+from tools.measure import interleaved, module_command  # noqa: E402
+from tools.measure import median as measure_median  # noqa: E402
 
 
 def child(args):
-    sys.path.insert(0, ROOT)
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from measure import PeakResidentMemory, resident_mb
-
     import tfvit
     from tfvit.training import GradientAccumulationModel
+    from tfvit.training.memory import PeakResidentMemory, resident_mb
 
     keras.utils.set_random_seed(0)
     model = tfvit.create_model(args.model, num_classes=10)
@@ -49,7 +45,7 @@ def child(args):
                         jit_compile=args.jit)
     else:
         batch, calls = args.batch, 1
-        trainer = GradientAccumulationModel(model, steps=args.accum) if args.accum > 1 else model
+        trainer = GradientAccumulationModel(model, accum=args.accum) if args.accum > 1 else model
         trainer.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, jit_compile=args.jit)
     x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, batch))
@@ -82,9 +78,9 @@ def main():
         return child(args)
 
     configs = [("tfvit", n) for n in args.accum] + ([("keras", args.keras_accum)] if args.keras_accum else [])
-    commands = [((mode, accum), [os.path.abspath(__file__), "--child", "--mode", mode, "--accum", str(accum),
-                                 "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
-                                 "--warmup", str(args.warmup)] + ([] if args.jit else ["--no-jit"]))
+    commands = [((mode, accum), module_command("tools.accumulation_bench", "--child", "--mode", mode, "--accum", accum,
+                                               "--model", args.model, "--batch", args.batch, "--steps", args.steps,
+                                               "--warmup", args.warmup, *([] if args.jit else ["--no-jit"])))
                 for mode, accum in configs]
     results = interleaved(commands, args.rounds)
     median = lambda key, c: measure_median(results[c], key)

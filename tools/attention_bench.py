@@ -6,23 +6,21 @@ the same number of keys as 7x7), each on N = 64, 256, 1024, 4096 tokens (square 
 64 channels. Every (layer, N) runs in its own child process, interleaved round by round; the table
 gives medians, and the crossover N from which Performer is faster than global attention.
 
-    python tools/attention_bench.py [--batch 4] [--rounds 2] [--tokens 64 256 1024 4096]
+    python -m tools.attention_bench [--batch 4] [--rounds 2] [--tokens 64 256 1024 4096]
 
 Memory is the child's peak resident set size during the timed steps minus its size before the
-first step (psutil, 5 ms sampling): what the layer's forward and backward pass allocate.
+first step (``tfvit.training.memory``: Linux's exact high-water mark where it can be reset, else
+psutil sampling): what the layer's forward and backward pass allocate.
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from measure import interleaved, median  # noqa: E402
+from tools.measure import interleaved, median, module_command  # noqa: E402
 
 LAYERS = {
     "global": lambda L, heads: L.MultiHeadSelfAttention(heads, use_fused_attention=False),
@@ -35,12 +33,11 @@ LAYERS = {
 
 
 def child(args):
-    sys.path.insert(0, ROOT)
     import numpy as np
     import tensorflow as tf
 
-    from measure import PeakResidentMemory, resident_mb
     from tfvit import layers
+    from tfvit.training.memory import PeakResidentMemory, resident_mb
 
     layer = LAYERS[args.layer](layers, args.heads)
     x = tf.constant(np.random.default_rng(0).normal(size=(args.batch, args.tokens, args.heads * 64)).astype("float32"))
@@ -81,9 +78,9 @@ def main():
         args.tokens = args.tokens[0]
         return child(args)
 
-    commands = [((layer, n), [os.path.abspath(__file__), "--child", "--layer", layer, "--tokens", str(n),
-                              "--batch", str(args.batch), "--heads", str(args.heads), "--steps", str(args.steps),
-                              "--warmup", str(args.warmup)] + (["--jit"] if args.jit else []))
+    commands = [((layer, n), module_command("tools.attention_bench", "--child", "--layer", layer, "--tokens", n,
+                                            "--batch", args.batch, "--heads", args.heads, "--steps", args.steps,
+                                            "--warmup", args.warmup, *(["--jit"] if args.jit else [])))
                 for n in args.tokens for layer in args.layers]
     results = interleaved(commands, args.rounds)
     print(f"\nOne attention layer, forward + backward, batch {args.batch}, {args.heads} heads x 64 channels, "

@@ -17,17 +17,15 @@ machine load, with and without XLA:
 Swin's window attention computes the same products per window: ``--batch 2048 --tokens 16 --dim 64
 --heads 2`` is the CIFAR Swin's first stage (128 images x 16 windows of 4 x 4 tokens).
 
-    python tools/attention_path_bench.py [--precision mixed_bfloat16] [--batch 128] [--dim 192]
+    python -m tools.attention_path_bench [--precision mixed_bfloat16] [--batch 128] [--dim 192]
         [--heads 3] [--tokens 65 197] [--repeats 10]
 """
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -2,219 +2,77 @@
 
 For every (configuration, precision, XLA on/off) the benchmark trains both implementations of the
 same architecture on synthetic data and reports images/s, ms/step, peak resident memory, achieved
-FLOP/s and its fraction of a measured matmul peak:
+FLOP/s and its fraction of a measured matmul peak. From the repository root:
 
-    python tools/benchmark.py                                        # everything (long)
-    python tools/benchmark.py --configs cifar_vit cifar_swin --precisions float32 --jit xla
-    python tools/benchmark.py --configs vit_tiny --batch 16 --rounds 5 --json vit_tiny.json
-    python tools/benchmark.py --impls tfvit                          # tfvit only
+    python -m tools.benchmark                                        # everything (long)
+    python -m tools.benchmark --configs cifar_vit cifar_swin --precisions float32 --jit xla
+    python -m tools.benchmark --configs vit_tiny --batch 16 --rounds 5 --json vit_tiny.json
+    python -m tools.benchmark --impls tfvit                          # tfvit only
 
 keras-hub is the optional extra ``pip install -e .[bench]`` (keras-hub 0.32.0); without it the
 benchmark runs tfvit alone and says so.
 
 Configurations (``--configs``) are tfvit registry models; keras-hub's model is built from the same
-numbers (``keras_hub_arguments``):
+numbers (``tools/benchmark_config.py`` says how each setting maps, and why dropout, attention
+dropout and stochastic depth are 0 in both):
 
     cifar_vit   vit_cifar_patch4_32            32x32x3, 10 classes     default batch 128
     cifar_swin  swin_cifar_patch2_window4_32   32x32x3, 10 classes     default batch 128
     vit_tiny    vit_tiny_patch16_224           224x224x3, 1000 classes default batch 32
     swin_tiny   swin_tiny_patch4_window7_224   224x224x3, 1000 classes default batch 32
 
-ViT: patch size, width (hidden_dim), depth (num_layers), heads, MLP width (int(width * mlp_ratio)),
-class token, qkv bias and LayerNorm epsilon map one to one; keras-hub's backbone ends in the final
-LayerNorm, and ``keras_hub.models.ViTImageClassifier`` adds the same head as tfvit's (class token,
-or "gap" mean pooling, then Dense(num_classes)). Swin: patch size, embed_dim, depths, heads, window,
-MLP ratio, qkv bias (LayerNorm epsilon 1e-5, fixed in keras-hub) and
-``SwinTransformerImageClassifier`` (mean pooling, Dense). Both heads are float32 logits, as tfvit's.
-Dropout, attention dropout and stochastic depth are 0 in both: tfvit's CIFAR and Swin registry
-configurations train with drop_path_rate 0.1-0.2 and keras-hub's Swin defaults to 0.1, but
-keras-hub's ViT has no stochastic depth at all, so for the same work neither model gets any. The parameter counts and MACs of both models are printed
-once per configuration, so the reader sees they do the same work.
+The parameter counts and MACs of both models are printed once per configuration, so the reader sees
+they do the same work.
 
-How one measurement runs: a fresh child process (``tools/measure.py``'s ``interleaved``, round by
-round: tfvit, keras-hub, tfvit, keras-hub ... so a noisy machine slows both alike) sets the global
-mixed-precision policy, builds the model, compiles it with AdamW(1e-3),
-SparseCategoricalCrossentropy(from_logits=True) (tfvit's heads return logits; the flag follows the
-configuration's ``classifier_activation``), no metrics, ``jit_compile`` on or off, and feeds one
-fixed random batch held in memory to ``model.train_on_batch``. train_on_batch and not ``fit`` over
-``tf.data.Dataset.from_tensors(batch).repeat()``: it runs the same compiled train function as fit
-without the dataset iterator, callbacks and epoch set-up, and each call returns the loss as a NumPy
-value, so a step has finished (also on a GPU) when its call returns and every timed step is one
-whole step, timed alone. What it adds is Keras's Python dispatch per call, the same for both
-implementations and small next to a training step of these models. The first ``--warmup`` steps (the first one traces
-and compiles the train function; its time minus one step's is the "compile s" reported) are not
-timed; the next ``--steps`` are. The children import keras-hub (when installed) whatever they
-measure, so both pay the same import memory.
+How one measurement runs: a fresh child process (``python -m tools.benchmark_child``, run by
+``tools/measure.py``'s ``interleaved`` round by round: tfvit, keras-hub, tfvit, keras-hub ... so a
+noisy machine slows both alike) builds the model, compiles it with AdamW(1e-3) and the
+cross-entropy, ``jit_compile`` on or off, and times ``model.train_on_batch`` on one fixed random
+batch held in memory (``tools/benchmark_child.py`` says why train_on_batch and not ``fit``). The
+first ``--warmup`` steps (the first one traces and compiles the train function; its time minus one
+step's is the "compile s" reported) are not timed; the next ``--steps`` are.
 
 Reported per row (medians over ``--rounds``): images/s and ms/step; the tfvit/keras-hub ratio (the
 median of the per-round ratios, each from a pair measured one after the other); peak resident set
-size of the child during the timed steps (psutil, 5 ms sampling; on a GPU also the device's peak
-allocation, columns added); achieved GFLOP/s = images/s x 3 x 2 x MACs per image (forward and
-backward ~ 3 forward passes, 2 FLOPs per multiply-add), with the MACs that ``tfvit.stats`` counts
-on tfvit's model used for both implementations (they do the same work: the keras-hub count is
-printed beside it); and that rate as a fraction of the measured matmul peak of the row's compute
-dtype (float32 rows: the float32 peak; mixed_bfloat16 rows: the bfloat16 peak). The peak is the
-best rate of a ``--matmul-size`` square matmul under tf.function with and without XLA (best of
+size of the child during the timed steps (``tfvit.training.memory``: Linux's exact high-water mark
+where it can be reset, else psutil sampling; on a GPU also the device's peak allocation, columns
+added); achieved GFLOP/s = images/s x 3 x 2 x MACs per image (forward and backward ~ 3 forward
+passes, 2 FLOPs per multiply-add), with the MACs that ``tfvit.stats`` counts on tfvit's model used
+for both implementations (they do the same work: the keras-hub count is printed beside it); and
+that rate as a fraction of the measured matmul peak of the row's compute dtype (float32 rows: the
+float32 peak; mixed_bfloat16 rows: the bfloat16 peak). The peak is the best rate of a
+``--matmul-size`` square matmul under tf.function with and without XLA (best of
 ``--matmul-repeats`` calls), measured in its own child in every round; the best over rounds is the
-peak (a busy moment only ever lowers a rate). MACs count matrix products only
-(attention included), not normalisation, softmax or the optimizer update, so the fraction is a
-lower bound on how busy the machine is.
+peak (a busy moment only ever lowers a rate). MACs count matrix products only (attention included),
+not normalisation, softmax or the optimizer update, so the fraction is a lower bound on how busy
+the machine is.
 """
 
 import argparse
-import importlib.util
 import json
-import math
 import os
 import statistics
 import sys
 import time
-import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from measure import interleaved  # noqa: E402
+from tools.benchmark_config import (  # noqa: E402
+    CONFIGS, IMPLS, JIT_MODES, KERAS_HUB_VERSION, MATMUL_DTYPES, PRECISIONS, keras_hub_available,
+)
+from tools.measure import interleaved, module_command  # noqa: E402
 
-# CLI name -> (tfvit registry name, default batch size)
-CONFIGS = {
-    "cifar_vit": ("vit_cifar_patch4_32", 128),
-    "cifar_swin": ("swin_cifar_patch2_window4_32", 128),
-    "vit_tiny": ("vit_tiny_patch16_224", 32),
-    "swin_tiny": ("swin_tiny_patch4_window7_224", 32),
-}
-IMPLS = ("tfvit", "keras_hub")
-IMPL_LABEL = {"tfvit": "tfvit", "keras_hub": "keras-hub"}
-PRECISIONS = ("float32", "mixed_bfloat16")
-JIT_MODES = ("xla", "no-xla")
 COMPUTE_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
-MATMUL_DTYPES = ("float32", "bfloat16")
-KERAS_HUB_VERSION = "0.32.0"
-# What both implementations train without: see the module docstring.
-TFVIT_OVERRIDES = dict(drop_path_rate=0.0, dropout=0.0, attention_dropout=0.0)
 MISSING = "—"
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure parts: configuration mapping, FLOP formula, summary and table.
-
-
-def keras_hub_available():
-    return importlib.util.find_spec("keras_hub") is not None
-
-
-def tfvit_config(registry_name):
-    """(family, constructor arguments) of a tfvit registry model, with the benchmark's overrides."""
-    sys.path.insert(0, ROOT)
-    from tfvit.models import SwinTransformer, VisionTransformer, model_config
-
-    model_class, _, config = model_config(registry_name)
-    config.update(TFVIT_OVERRIDES)
-    family = {VisionTransformer: "vit", SwinTransformer: "swin"}.get(model_class)
-    if family is None:
-        raise ValueError(f"{registry_name}: only ViT and Swin configurations have a keras-hub counterpart.")
-    return family, config
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
-def from_logits(config):
-    """The loss's ``from_logits`` for a tfvit configuration's ``classifier_activation``."""
-    activation = config.get("classifier_activation")
-    if activation in (None, "linear"):
-        return True
-    if activation == "softmax":
-        return False
-    raise ValueError(f"classifier_activation={activation!r}: the benchmark's loss takes logits or softmax.")
-
-
-def keras_hub_arguments(registry_name):
-    """The keras-hub model equal to a tfvit configuration.
-
-    Returns (family, backbone keyword arguments, classifier keyword arguments) for
-    ``keras_hub.models.ViTBackbone`` + ``ViTImageClassifier`` (family "vit") or
-    ``SwinTransformerBackbone`` + ``SwinTransformerImageClassifier`` ("swin"). Raises ValueError for
-    what keras-hub cannot express the same way.
-    """
-    family, c = tfvit_config(registry_name)
-    image = _pair(c.get("image_size", 224))
-    patch = _pair(c.get("patch_size", 16 if family == "vit" else 4))
-    channels = c.get("in_channels", 3)
-    num_classes = c.get("num_classes", 1000)
-    if not num_classes:
-        raise ValueError(f"{registry_name}: num_classes=0 (no head) is not benchmarked.")
-    classifier = dict(num_classes=num_classes, activation=c.get("classifier_activation"), head_dtype="float32")
-    if family == "vit":
-        if c.get("attention", "global") != "global":
-            raise ValueError(f"{registry_name}: attention={c['attention']!r} has no keras-hub counterpart.")
-        if not c.get("qkv_bias", True):
-            # keras-hub's use_mha_bias drops the output projection's bias too; tfvit keeps it.
-            raise ValueError(f"{registry_name}: qkv_bias=False has no exact keras-hub counterpart.")
-        class_token, pooling = c.get("class_token", True), c.get("pooling", "token")
-        if pooling == "token" and class_token:
-            hub_pooling = "token"
-        elif pooling == "mean" and not class_token:
-            hub_pooling = "gap"
-        else:
-            # keras-hub's "gap" would average the class token with the patch tokens.
-            raise ValueError(f"{registry_name}: class_token={class_token}, pooling={pooling!r} has no keras-hub "
-                             f"counterpart.")
-        embed_dim = c.get("embed_dim", 768)
-        backbone = dict(
-            image_shape=(*image, channels), patch_size=patch, num_layers=c.get("depth", 12),
-            num_heads=c.get("num_heads", 12), hidden_dim=embed_dim, mlp_dim=int(embed_dim * c.get("mlp_ratio", 4.0)),
-            dropout_rate=0.0, attention_dropout=0.0, layer_norm_epsilon=c.get("norm_epsilon", 1e-6),
-            use_mha_bias=True, use_mlp_bias=True, use_class_token=class_token, use_patch_bias=True,
-        )
-        classifier.update(pooling=hub_pooling, dropout=0.0)
-        return family, backbone, classifier
-    if patch[0] != patch[1]:
-        raise ValueError(f"{registry_name}: keras-hub's Swin takes a square patch, not {patch}.")
-    if c.get("norm_epsilon", 1e-5) != 1e-5:
-        raise ValueError(f"{registry_name}: keras-hub's Swin fixes the LayerNorm epsilon at 1e-5.")
-    backbone = dict(
-        image_shape=(*image, channels), embed_dim=c.get("embed_dim", 96), depths=tuple(c.get("depths", (2, 2, 6, 2))),
-        num_heads=tuple(c.get("num_heads", (3, 6, 12, 24))), window_size=c.get("window_size", 7), patch_size=patch[0],
-        mlp_ratio=c.get("mlp_ratio", 4.0), qkv_bias=c.get("qkv_bias", True), dropout_rate=0.0,
-        attention_dropout=0.0, drop_path=0.0, patch_norm=True,
-    )
-    classifier.update(dropout=0.0)
-    return family, backbone, classifier
-
-
-def build_tfvit(registry_name):
-    sys.path.insert(0, ROOT)
-    import tfvit
-
-    return tfvit.create_model(registry_name, **TFVIT_OVERRIDES)
-
-
-def build_keras_hub(registry_name):
-    import keras_hub
-
-    family, backbone_args, classifier_args = keras_hub_arguments(registry_name)
-    if family == "vit":
-        backbone = keras_hub.models.ViTBackbone(**backbone_args)
-        return keras_hub.models.ViTImageClassifier(backbone, **classifier_args)
-    backbone = keras_hub.models.SwinTransformerBackbone(**backbone_args)
-    return keras_hub.models.SwinTransformerImageClassifier(backbone, **classifier_args)
-
-
-def build(impl, registry_name):
-    return build_tfvit(registry_name) if impl == "tfvit" else build_keras_hub(registry_name)
+# Pure parts: FLOP rates, summary and tables.
 
 
 def train_flops_per_s(images_per_s, macs_per_image):
     """Achieved training FLOP/s: forward + backward ~ 3 forward passes, 2 FLOPs per multiply-add."""
     return images_per_s * 3 * 2 * macs_per_image
-
-
-def matmul_flops(size):
-    """FLOPs of one (size x size) @ (size x size) product."""
-    return 2 * size ** 3
 
 
 def peak_gflops(matmul_runs):
@@ -334,141 +192,6 @@ def describe_info(config, info, batch):
 
 
 # ---------------------------------------------------------------------------------------------
-# Children (each in a fresh process).
-
-
-def _import_keras_hub_if_installed():
-    # Both implementations' children import it, so that neither pays alone for its resident memory.
-    if keras_hub_available():
-        import keras_hub  # noqa: F401
-
-
-def child_info(args):
-    """Both models in float32: parameter counts and MACs per image."""
-    sys.path.insert(0, ROOT)
-    import keras
-
-    import tfvit
-
-    name = CONFIGS[args.config][0]
-    model = build_tfvit(name)
-    stats = tfvit.stats(model)
-    out = dict(input_shape=list(stats.input_shape), num_classes=int(model.output_shape[-1]),
-               tfvit_params=stats.params, tfvit_trainable=stats.trainable_params, tfvit_macs=stats.macs)
-    del model
-    keras.backend.clear_session()
-    if args.with_keras_hub:
-        try:
-            family, backbone_args, classifier_args = keras_hub_arguments(name)
-            out["keras_hub_arguments"] = dict(family=family, backbone=backbone_args, classifier=classifier_args)
-            model = build_keras_hub(name)
-            out["keras_hub_params"] = int(model.count_params())
-            out["keras_hub_trainable"] = int(sum(math.prod(w.shape) for w in model.trainable_weights))
-            try:
-                out["keras_hub_macs"] = tfvit.stats(model, stats.input_shape).macs
-            except Exception as error:  # the count is a cross-check only
-                out["keras_hub_macs_error"] = f"{type(error).__name__}: {error}"
-        except Exception as error:
-            out["keras_hub_error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    print(json.dumps(out))
-
-
-def child_matmul(args):
-    """GFLOP/s of a square matmul per dtype, with and without XLA: best of ``--matmul-repeats``."""
-    import numpy as np
-    import tensorflow as tf
-
-    out = {}
-    n = args.matmul_size
-    rng = np.random.default_rng(0)
-    for dtype in MATMUL_DTYPES:
-        a = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
-        b = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
-        for jit in JIT_MODES:
-            product = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=jit == "xla")
-            float(product(a, b)[0, 0])  # trace, compile
-            best = math.inf
-            for _ in range(args.matmul_repeats):
-                start = time.perf_counter()
-                float(product(a, b)[0, 0])  # reading an element waits for the product
-                best = min(best, time.perf_counter() - start)
-            out[f"{dtype}/{jit}"] = matmul_flops(n) / best / 1e9
-    print(json.dumps(out))
-
-
-def training_setup(config, impl, precision, jit, batch):
-    """The measured training step's set-up: the model of ``config`` by ``impl`` under the ``precision``
-    policy, compiled with AdamW(1e-3) and the cross-entropy (``jit`` "xla" or "no-xla"), and one fixed
-    synthetic batch (x, y) of ``batch`` images. Returns (model, x, y). Also used by tools/op_profile.py."""
-    sys.path.insert(0, ROOT)
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    name = CONFIGS[config][0]
-    keras.mixed_precision.set_global_policy(precision)
-    keras.utils.set_random_seed(0)
-    model = build(impl, name)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits(tfvit_config(name)[1])),
-                  metrics=[], jit_compile=jit == "xla")
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((batch, *model.input_shape[1:]), dtype=np.float32))
-    y = tf.constant(rng.integers(0, model.output_shape[-1], batch))
-    return model, x, y
-
-
-def child_train(args):
-    import numpy as np
-    import tensorflow as tf
-
-    from measure import PeakResidentMemory, resident_mb
-
-    _import_keras_hub_if_installed()
-    model, x, y = training_setup(args.config, args.impl, args.precision, args.jit, args.batch)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-
-    baseline = resident_mb()
-    with PeakResidentMemory(baseline_mb=baseline) as warm:
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        first_step_s = time.perf_counter() - start
-        for _ in range(args.warmup - 1):
-            model.train_on_batch(x, y)
-    if gpu:
-        tf.config.experimental.reset_memory_stats("GPU:0")
-    step_times = []
-    with PeakResidentMemory(baseline_mb=baseline) as memory:
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            loss = model.train_on_batch(x, y)
-            step_times.append(time.perf_counter() - start)
-    elapsed = sum(step_times)
-    loss = float(np.asarray(loss if not isinstance(loss, (list, tuple)) else loss[0]))
-    out = dict(
-        images_per_s=args.batch * args.steps / elapsed, ms_per_step=1000 * elapsed / args.steps,
-        step_ms=[1000 * t for t in step_times], first_step_s=first_step_s,
-        compile_s=max(first_step_s - elapsed / args.steps, 0.0), peak_mb=memory.peak_mb,
-        training_mb=memory.added_mb, warmup_peak_mb=warm.peak_mb, params=int(model.count_params()), loss=loss,
-        finite_loss=bool(np.isfinite(loss)), compute_dtype=model.dtype_policy.compute_dtype,
-        output_dtype=str(model.output.dtype), device="GPU" if gpu else "CPU",
-    )
-    if gpu:
-        out["device_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
-    print(json.dumps(out))
-
-
-def run_child(function, args):
-    """Run a child; any exception becomes a last JSON line {"error": ...} so the other runs go on."""
-    try:
-        function(args)
-    except Exception as error:
-        traceback.print_exc()
-        message = str(error).strip().splitlines()
-        print(json.dumps({"error": f"{type(error).__name__}: {message[0] if message else ''}"[:300]}))
-
-
-# ---------------------------------------------------------------------------------------------
 # Parent.
 
 
@@ -476,8 +199,26 @@ def progress(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def child_command(*options):
-    return [os.path.abspath(__file__), *[str(o) for o in options]]
+def child_command(kind, *options):
+    return module_command("tools.benchmark_child", kind, *options)
+
+
+def measurement_commands(args, impls, batches, keras_hub_configs):
+    """One round's ``(key, child command)`` pairs, in order: the matmul peak, then every training
+    measurement, keyed (config, precision, jit, impl); keras-hub only for ``keras_hub_configs``."""
+    commands = [("matmul", child_command("matmul", "--matmul-size", args.matmul_size,
+                                         "--matmul-repeats", args.matmul_repeats))]
+    for config in args.configs:
+        for precision in args.precisions:
+            for jit in args.jit:
+                for impl in impls:
+                    if impl == "keras_hub" and config not in keras_hub_configs:
+                        continue
+                    commands.append(((config, precision, jit, impl), child_command(
+                        "train", "--config", config, "--impl", impl, "--precision", precision,
+                        "--jit", jit, "--batch", batches[config], "--steps", args.steps,
+                        "--warmup", args.warmup)))
+    return commands
 
 
 def parse_args(argv=None):
@@ -494,12 +235,6 @@ def parse_args(argv=None):
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmul of the peak")
     parser.add_argument("--matmul-repeats", type=int, default=5)
     parser.add_argument("--json", metavar="PATH", help="also write the raw results here")
-    parser.add_argument("--child", choices=("train", "info", "matmul"), help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--impl", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", help=argparse.SUPPRESS)
-    parser.add_argument("--jit-mode", dest="jit_mode", help=argparse.SUPPRESS)
-    parser.add_argument("--with-keras-hub", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the first step compiles.")
@@ -510,11 +245,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.child:
-        args.jit = args.jit_mode
-        function = dict(train=child_train, info=child_info, matmul=child_matmul)[args.child]
-        return run_child(function, args)
-
     impls = list(dict.fromkeys(args.impls))
     if "keras_hub" in impls and not keras_hub_available():
         message = (f"keras-hub is not installed (pip install keras-hub=={KERAS_HUB_VERSION}, or the [bench] extra): "
@@ -527,7 +257,7 @@ def main(argv=None):
     batches = {config: args.batch or CONFIGS[config][1] for config in args.configs}
 
     progress(f"model sizes: {len(args.configs)} child(ren)")
-    info_commands = [(config, child_command("--child", "info", "--config", config,
+    info_commands = [(config, child_command("info", "--config", config,
                                             *(["--with-keras-hub"] if "keras_hub" in impls else [])))
                      for config in args.configs]
     info = {config: runs[0] for config, runs in interleaved(info_commands, 1).items()}
@@ -542,18 +272,7 @@ def main(argv=None):
             print(f"  keras-hub cannot build {config}: measuring tfvit only for it.")
     print(flush=True)
 
-    commands = [("matmul", child_command("--child", "matmul", "--matmul-size", args.matmul_size,
-                                         "--matmul-repeats", args.matmul_repeats))]
-    for config in args.configs:
-        for precision in args.precisions:
-            for jit in args.jit:
-                for impl in impls:
-                    if impl == "keras_hub" and config not in keras_hub_configs:
-                        continue
-                    commands.append(((config, precision, jit, impl), child_command(
-                        "--child", "train", "--config", config, "--impl", impl, "--precision", precision,
-                        "--jit-mode", jit, "--batch", batches[config], "--steps", args.steps,
-                        "--warmup", args.warmup)))
+    commands = measurement_commands(args, impls, batches, keras_hub_configs)
     progress(f"{len(commands)} children x {args.rounds} round(s), order per round: "
              + ", ".join("/".join(k) if isinstance(k, tuple) else k for k, _ in commands))
     started = time.perf_counter()
@@ -591,8 +310,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(
-                arguments={k: v for k, v in vars(args).items() if not k.startswith("child") and k not in (
-                    "config", "impl", "precision", "jit_mode", "with_keras_hub")},
+                arguments=vars(args),
                 impls=impls, batches=batches, models=info, matmul=matmul_runs, matmul_peak_gflops=peaks,
                 results=[dict(config=k[0], precision=k[1], jit=k[2], impl=k[3], runs=v) for k, v in results.items()],
                 rows=rows,

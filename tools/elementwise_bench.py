@@ -8,13 +8,13 @@ Two measurements, both interleaved so a noisy machine slows both sides alike:
    / ``keras.layers.Dense`` against ``tfvit.layers.gelu`` / ``tfvit.layers.LayerNorm`` /
    ``tfvit.layers.Dense`` (whose bias gradient under bfloat16 is tfvit.layers.bias's), alternated call
    by call in one process (medians over --repeats).
-2. ``model``: a whole training step of a tfvit model (``tools/benchmark.py``'s child: synthetic data,
+2. ``model``: a whole training step of a tfvit model (``tools/benchmark_child.py``: synthetic data,
    AdamW, ``train_on_batch``) traced with ``TFVIT_CLOSED_FORM_GRADIENTS=0`` (Keras's formulas and
    TensorFlow's autodiff) and without it (tfvit's), each in a fresh process, A B A B.
 
-    python tools/elementwise_bench.py                                    # both, CIFAR ViT and Swin
-    python tools/elementwise_bench.py --part ops --precisions float32 mixed_bfloat16 --jit no-xla xla
-    python tools/elementwise_bench.py --part model --configs cifar_vit --rounds 5
+    python -m tools.elementwise_bench                                    # both, CIFAR ViT and Swin
+    python -m tools.elementwise_bench --part ops --precisions float32 mixed_bfloat16 --jit no-xla xla
+    python -m tools.elementwise_bench --part model --configs cifar_vit --rounds 5
 
 Ratios are Keras time / tfvit time (above 1: tfvit faster).
 """
@@ -26,11 +26,8 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)
-sys.path.insert(0, os.path.dirname(TOOLS))
 
-from measure import interleaved, median  # noqa: E402
+from tools.measure import interleaved, median, module_command  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 JIT_MODES = ("no-xla", "xla")
@@ -111,18 +108,14 @@ def ops_part(args):
 
 
 def model_part(args):
-    benchmark = os.path.join(TOOLS, "benchmark.py")
     commands = []
     for config in args.configs:
         for precision in args.precisions:
             for jit in args.jit:
-                child = [benchmark, "--child", "train", "--config", config, "--impl", "tfvit",
-                         "--precision", precision, "--jit-mode", jit, "--steps", str(args.steps),
-                         "--warmup", str(args.warmup)]
-                if args.model_batch:
-                    child += ["--batch", str(args.model_batch)]
-                else:
-                    child += ["--batch", "128" if config.startswith("cifar") else "16"]
+                batch = args.model_batch or (128 if config.startswith("cifar") else 16)
+                child = module_command("tools.benchmark_child", "train", "--config", config, "--impl", "tfvit",
+                                       "--precision", precision, "--jit", jit, "--steps", args.steps,
+                                       "--warmup", args.warmup, "--batch", batch)
                 for side, value in (("keras", "0"), ("tfvit", "1")):
                     commands.append(((config, precision, jit, side), child, {SWITCH: value}))
     results = interleaved(commands, args.rounds)

@@ -11,9 +11,9 @@ dropout layer, synthetic data held in memory, AdamW, ``train_on_batch``. ``--par
 dropout layer instead (tfvit's keyed ``Dropout``, ``keras.layers.Dropout`` and no dropout, forward +
 backward on a (128, 65, 384) activation, calls alternated in one process, medians).
 
-    python tools/exactness_cost_bench.py                       # CIFAR Swin and ViT, mixed_bfloat16, no XLA
-    python tools/exactness_cost_bench.py --precision float32 --jit --rounds 3
-    python tools/exactness_cost_bench.py --part layer
+    python -m tools.exactness_cost_bench                       # CIFAR Swin and ViT, mixed_bfloat16, no XLA
+    python -m tools.exactness_cost_bench --precision float32 --jit --rounds 3
+    python -m tools.exactness_cost_bench --part layer
 
 Ratios are variant time / tfvit time (above 1: tfvit faster).
 """
@@ -22,15 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TOOLS)
-sys.path.insert(0, TOOLS)
 
-from measure import interleaved  # noqa: E402
+from tools.measure import interleaved, module_command  # noqa: E402
 
 CONFIGS = {"cifar_swin": "swin_cifar_patch2_window4_32", "cifar_vit": "vit_cifar_patch4_32"}
 VARIANTS = ("tfvit", "keras-gather", "keras-random")
@@ -55,7 +51,6 @@ def put_back_keras(variant):
 
 
 def child(args):
-    sys.path.insert(0, ROOT)
     import keras
     import numpy as np
     import tensorflow as tf
@@ -84,7 +79,6 @@ def child(args):
 
 def time_dropout_layers(repeats, jit):
     """Median ms of forward + backward through tfvit's Dropout, Keras's and none, calls alternated."""
-    sys.path.insert(0, ROOT)
     import keras
     import numpy as np
     import tensorflow as tf
@@ -154,8 +148,8 @@ def main(argv=None):
         return None
     shared = ["--precision", args.precision, "--dropout", str(args.dropout), "--batch", str(args.batch),
               "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--jit"] if args.jit else [])
-    commands = [((config, variant), [os.path.abspath(__file__), "--child", "--config", config, "--variant", variant,
-                                     *shared])
+    commands = [((config, variant), module_command("tools.exactness_cost_bench", "--child", "--config", config,
+                                                   "--variant", variant, *shared))
                 for config in args.configs for variant in VARIANTS]
     results = interleaved(commands, args.rounds)
     print(f"\n{args.precision}, {'XLA' if args.jit else 'no XLA'}, batch {args.batch}, dropout {args.dropout}, "

@@ -1,62 +1,33 @@
-"""Shared by the benchmarks: peak resident memory while a piece of code runs, and interleaved
-measurements in fresh child processes (so each configuration's peak memory is its own, and a noisy
-machine slows all configurations alike)."""
+"""Shared by the benchmarks: interleaved measurements in fresh child processes, so each
+configuration's peak memory is its own (measured in the child with ``tfvit.training.memory``'s
+``PeakResidentMemory``) and a noisy machine slows all configurations alike. Importing it loads no
+TensorFlow, so a parent that only plans and summarizes stays light."""
 
 import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
+
+# The repository root: the children run there, as ``python -m tools.NAME``, whatever the caller's cwd.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def resident_mb():
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-class PeakResidentMemory:
-    """Context manager: ``peak_mb`` is the largest resident set size sampled every 5 ms inside the
-    block, ``added_mb`` that peak minus ``baseline_mb`` (default: the resident size on entry)."""
-
-    def __init__(self, baseline_mb=None):
-        self.baseline_mb = baseline_mb
-
-    def __enter__(self):
-        import psutil
-
-        self._process = psutil.Process()
-        self.peak_mb = self._process.memory_info().rss / 2**20
-        if self.baseline_mb is None:
-            self.baseline_mb = self.peak_mb
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
-        self.added_mb = self.peak_mb - self.baseline_mb
+def module_command(module, *arguments):
+    """A child command for ``interleaved``: ``python -m module arguments...`` (arguments as strings)."""
+    return ["-m", module, *[str(a) for a in arguments]]
 
 
 def interleaved(commands, rounds, progress=True):
     """Run each child command once per round, round by round (A B C ... A B C); each prints one JSON
-    line last. Returns {key: [parsed results]} for the ``(key, command)`` pairs given; a third item,
-    ``(key, command, env)``, adds those environment variables to that child's."""
+    line last. Returns {key: [parsed results]} for the ``(key, command)`` pairs given (``command``:
+    the arguments after ``python``, e.g. ``module_command("tools.x", ...)``, run in the repository
+    root); a third item, ``(key, command, env)``, adds those environment variables to that child's."""
     results = {key: [] for key, *_ in commands}
     for round_ in range(rounds):
         for key, command, *extra in commands:
             env = {**os.environ, **extra[0]} if extra else None
-            out = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
+            out = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env, cwd=ROOT)
             if out.returncode:
                 raise RuntimeError(f"{key}: child failed:\n{out.stderr[-2000:]}")
             results[key].append(json.loads(out.stdout.strip().splitlines()[-1]))

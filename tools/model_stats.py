@@ -1,8 +1,8 @@
 """Parameters and MACs of tfvit's registry models, as a table.
 
-    python tools/model_stats.py                       # every registry model at its own input size
-    python tools/model_stats.py 'swin_*' --image-size 384
-    python tools/model_stats.py vit_base_patch16_224 --summary
+    python -m tools.model_stats                       # every registry model at its own input size
+    python -m tools.model_stats 'swin_*' --image-size 384
+    python -m tools.model_stats vit_base_patch16_224 --summary
 
 MACs count every multiply-add of matrix products and convolutions (attention included), the
 convention of the papers' "FLOPs" columns; see tfvit/models/stats.py.
@@ -10,10 +10,8 @@ convention of the papers' "FLOPs" columns; see tfvit/models/stats.py.
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 

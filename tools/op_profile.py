@@ -1,13 +1,13 @@
 """Where a training step's time goes, by TensorFlow op type: tfvit or keras-hub, any benchmark config.
 
-Builds the model exactly as ``tools/benchmark.py``'s training child does (same configuration
+Builds the model exactly as ``tools/benchmark_child.py``'s training child does (same configuration
 mapping, AdamW, ``train_on_batch`` on one synthetic batch), runs ``--warmup`` steps, then records
 ``--steps`` steps with the TensorFlow profiler and sums the duration of every op event on the
 executor's compute threads, by op type (``_MklMatMul``, ``Mul``, ``Cast``...):
 
-    python tools/op_profile.py --config cifar_vit                       # tfvit, mixed_bfloat16, no XLA
-    python tools/op_profile.py --config cifar_vit --impl keras_hub
-    python tools/op_profile.py --config cifar_swin --precision float32 --by-name Mul Cast
+    python -m tools.op_profile --config cifar_vit                       # tfvit, mixed_bfloat16, no XLA
+    python -m tools.op_profile --config cifar_vit --impl keras_hub
+    python -m tools.op_profile --config cifar_swin --precision float32 --by-name Mul Cast
 
 "Op time" is summed over the executor's threads: on 2 inter-op threads it exceeds wall time, and the
 shares, not the milliseconds, are what compare across runs. Under XLA the step is one compiled
@@ -20,15 +20,13 @@ import collections
 import glob
 import os
 import re
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)
 
-import benchmark  # noqa: E402
+from tools.benchmark_child import training_setup  # noqa: E402
+from tools.benchmark_config import CONFIGS, IMPLS, JIT_MODES, PRECISIONS  # noqa: E402
 
 # The executor's compute threads in the profiler's host plane; their "Process" events wrap the ops.
 COMPUTE_LINE = "tf_Compute"
@@ -86,8 +84,8 @@ def profile(args):
 
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("op_profile reads TensorFlow's executor trace: run it with KERAS_BACKEND=tensorflow.")
-    batch = args.batch or benchmark.CONFIGS[args.config][1]
-    model, x, y = benchmark.training_setup(args.config, args.impl, args.precision, args.jit, batch)
+    batch = args.batch or CONFIGS[args.config][1]
+    model, x, y = training_setup(args.config, args.impl, args.precision, args.jit, batch)
     for _ in range(args.warmup):
         model.train_on_batch(x, y)
     tf.profiler.experimental.start(args.logdir)
@@ -101,10 +99,10 @@ def profile(args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="cifar_vit", choices=list(benchmark.CONFIGS))
-    parser.add_argument("--impl", default="tfvit", choices=benchmark.IMPLS)
-    parser.add_argument("--precision", default="mixed_bfloat16", choices=benchmark.PRECISIONS)
-    parser.add_argument("--jit", default="no-xla", choices=benchmark.JIT_MODES)
+    parser.add_argument("--config", default="cifar_vit", choices=list(CONFIGS))
+    parser.add_argument("--impl", default="tfvit", choices=IMPLS)
+    parser.add_argument("--precision", default="mixed_bfloat16", choices=PRECISIONS)
+    parser.add_argument("--jit", default="no-xla", choices=JIT_MODES)
     parser.add_argument("--batch", type=int, help="default: the benchmark's (128 at 32x32, 32 at 224x224)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first one traces)")
     parser.add_argument("--steps", type=int, default=4, help="profiled steps")

@@ -12,22 +12,18 @@ If real / synthetic is about 1 and the pipeline's rate is well above the trainin
 never holds training back. Both fits use the device's default precision and XLA setting
 (``tfvit.training.training_defaults``) unless ``--precision`` / ``--jit`` say otherwise.
 
-    python tools/pipeline_bench.py --data-dir ../shared/data [--model vit_cifar_patch4_32]
+    python -m tools.pipeline_bench --data-dir ../shared/data [--model vit_cifar_patch4_32]
         [--augment crop_flip] [--batch 128] [--steps 20] [--rounds 3]
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-from measure import interleaved, median  # noqa: E402
+from tools.measure import interleaved, median, module_command  # noqa: E402
 
 
 def child(args):
@@ -78,8 +74,14 @@ def main(argv=None):
     if args.child:
         print(json.dumps(child(args)))
         return
-    passed = [a for a in (argv if argv is not None else sys.argv[1:])]
-    commands = [(kind, [os.path.abspath(__file__), *passed, "--child", kind])
+    # The children run in the repository root: a relative --data-dir is made absolute here.
+    passed = ["--model", args.model, "--augment", args.augment, "--batch", args.batch, "--steps", args.steps,
+              "--rounds", args.rounds, "--precision", args.precision]
+    if args.data_dir:
+        passed += ["--data-dir", os.path.abspath(args.data_dir)]
+    if args.jit is not None:
+        passed.append("--jit" if args.jit else "--no-jit")
+    commands = [(kind, module_command("tools.pipeline_bench", *passed, "--child", kind))
                 for kind in ("pipeline", "real", "synthetic")]
     results = interleaved(commands, args.rounds)
     pipeline, real, synthetic = (median(results[k], "images_per_s") for k in ("pipeline", "real", "synthetic"))

@@ -9,27 +9,23 @@ moment gets the sum of the squared rows instead of the square of their sum. This
 2. a Swin's relative-position bias tables after one plain ``fit`` step with AdamW, against a
    GradientTape whose gradients are made dense before the same optimizer applies them: tfvit as it
    is (``take_rows``), tfvit with Keras's gather put back, and keras-hub's SwinTransformerBackbone
-   (when keras-hub is installed), all built by tools/benchmark.py as the CIFAR Swin
+   (when keras-hub is installed), all built by tools/benchmark_config.py as the CIFAR Swin
    (swin_cifar_patch2_window4_32), in eager mode and under XLA.
 
-    python tools/sparse_adam_check.py
+    python -m tools.sparse_adam_check
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS)
-sys.path.insert(0, os.path.dirname(TOOLS))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
-import benchmark  # noqa: E402
 from tfvit.layers import table_lookup, window  # noqa: E402
+from tools.benchmark_config import build, keras_hub_available  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 TABLE = "relative_position_bias_table"
@@ -49,13 +45,13 @@ def minimal_case():
     return moved
 
 
-CONFIG = "swin_cifar_patch2_window4_32"  # tools/benchmark.py builds it with tfvit and with keras-hub alike
+CONFIG = "swin_cifar_patch2_window4_32"  # tools/benchmark_config.py builds it with tfvit and with keras-hub alike
 
 
 def model_of(impl):
     def make():
         keras.utils.set_random_seed(0)
-        return benchmark.build(impl, CONFIG)
+        return build(impl, CONFIG)
 
     return make
 
@@ -95,7 +91,7 @@ def main():
     keras_gather = lambda table, indices: ops.take(table, indices, axis=0)
     cases = [("tfvit (take_rows)", model_of("tfvit"), None),
              ("tfvit with Keras's gather", model_of("tfvit"), keras_gather)]
-    if benchmark.keras_hub_available():
+    if keras_hub_available():
         import keras_hub
 
         cases.append((f"keras-hub {keras_hub.__version__} SwinTransformerBackbone", model_of("keras_hub"), None))

@@ -1,28 +1,19 @@
-"""tools/benchmark.py's pure parts: the keras-hub configuration mapping, the FLOP formula, the summary
-and the table. Nothing here times anything."""
-
-import importlib.util
-import os
+"""The benchmark's pure parts: the keras-hub configuration mapping (tools.benchmark_config), the FLOP
+formulas, the summary and the table (tools.benchmark, tools.benchmark_child). Nothing here times anything."""
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tools.benchmark as bench
+import tools.benchmark_child as child
+import tools.benchmark_config as config
+import tools.measure as measure
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("tfvit_tools_benchmark", os.path.join(ROOT, "tools", "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
-needs_keras_hub = pytest.mark.skipif(not bench.keras_hub_available(),
+needs_keras_hub = pytest.mark.skipif(not config.keras_hub_available(),
                                      reason="keras-hub is not installed (the [bench] extra)")
 
 
 def test_vit_mapping_copies_the_tfvit_configuration():
-    family, backbone, classifier = bench.keras_hub_arguments("vit_cifar_patch4_32")
+    family, backbone, classifier = config.keras_hub_arguments("vit_cifar_patch4_32")
     assert family == "vit"
     assert backbone["image_shape"] == (32, 32, 3)
     assert backbone["patch_size"] == (4, 4)
@@ -36,7 +27,7 @@ def test_vit_mapping_copies_the_tfvit_configuration():
 
 
 def test_swin_mapping_copies_the_tfvit_configuration():
-    family, backbone, classifier = bench.keras_hub_arguments("swin_tiny_patch4_window7_224")
+    family, backbone, classifier = config.keras_hub_arguments("swin_tiny_patch4_window7_224")
     assert family == "swin"
     assert backbone["image_shape"] == (224, 224, 3)
     assert (backbone["patch_size"], backbone["window_size"], backbone["embed_dim"]) == (4, 7, 96)
@@ -47,22 +38,22 @@ def test_swin_mapping_copies_the_tfvit_configuration():
 
 def test_configurations_keras_hub_cannot_express_are_refused():
     with pytest.raises(ValueError, match="attention"):
-        bench.keras_hub_arguments("vit_cifar_patch4_32_performer_relu_16")
+        config.keras_hub_arguments("vit_cifar_patch4_32_performer_relu_16")
     with pytest.raises(ValueError, match="ViT and Swin"):
-        bench.keras_hub_arguments("resnet18_cifar")
+        config.keras_hub_arguments("resnet18_cifar")
 
 
 def test_loss_takes_logits_of_tfvit_heads():
-    for registry_name, _ in bench.CONFIGS.values():
-        assert bench.from_logits(bench.tfvit_config(registry_name)[1]) is True
-    assert bench.from_logits({"classifier_activation": "softmax"}) is False
+    for registry_name, _ in config.CONFIGS.values():
+        assert config.from_logits(config.tfvit_config(registry_name)[1]) is True
+    assert config.from_logits({"classifier_activation": "softmax"}) is False
 
 
 @needs_keras_hub
 @pytest.mark.parametrize("registry_name", ["vit_cifar_patch4_32", "swin_cifar_patch2_window4_32"])
 def test_keras_hub_model_has_the_tfvit_parameter_count(registry_name):
-    tfvit_model = bench.build_tfvit(registry_name)
-    hub_model = bench.build_keras_hub(registry_name)
+    tfvit_model = config.build_tfvit(registry_name)
+    hub_model = config.build_keras_hub(registry_name)
     assert hub_model.input_shape == tfvit_model.input_shape
     assert hub_model.output_shape == tfvit_model.output_shape
     assert hub_model.count_params() == tfvit_model.count_params()
@@ -71,7 +62,7 @@ def test_keras_hub_model_has_the_tfvit_parameter_count(registry_name):
 def test_flop_formulas():
     # forward + backward = 3 forward passes, 2 FLOPs per MAC
     assert bench.train_flops_per_s(100.0, 1e9) == pytest.approx(6e11)
-    assert bench.matmul_flops(2048) == 2 * 2048 ** 3
+    assert child.matmul_flops(2048) == 2 * 2048 ** 3
 
 
 def _run(images_per_s, batch=128, **extra):
@@ -135,3 +126,31 @@ def test_table_adds_device_memory_columns_when_measured():
     results = {("vit_tiny", "float32", "xla", "tfvit"): [_run(10.0, batch=32, device_peak_mb=900.0)]}
     table = bench.format_table(bench.summarize(results, {"vit_tiny": 1e9}, {})).splitlines()
     assert "tfvit device MB" in table[0] and table[2].count("|") == 15
+
+
+def test_parent_plans_children_that_the_child_module_parses():
+    args = bench.parse_args(["--configs", "cifar_vit", "cifar_swin", "--precisions", "mixed_bfloat16",
+                             "--jit", "no-xla", "--steps", "7", "--warmup", "2", "--batch", "16"])
+    commands = bench.measurement_commands(args, ["tfvit", "keras_hub"], {"cifar_vit": 16, "cifar_swin": 16},
+                                          keras_hub_configs={"cifar_vit"})
+    assert [key for key, _ in commands] == [
+        "matmul", ("cifar_vit", "mixed_bfloat16", "no-xla", "tfvit"),
+        ("cifar_vit", "mixed_bfloat16", "no-xla", "keras_hub"), ("cifar_swin", "mixed_bfloat16", "no-xla", "tfvit")]
+    for key, command in commands:
+        assert command[:2] == ["-m", "tools.benchmark_child"] and all(isinstance(a, str) for a in command)
+        parsed = child.parse_args(command[2:])
+        if key == "matmul":
+            assert parsed.kind == "matmul" and parsed.matmul_size == args.matmul_size
+            continue
+        assert parsed.kind == "train"
+        assert (parsed.config, parsed.precision, parsed.jit, parsed.impl) == key
+        assert (parsed.batch, parsed.steps, parsed.warmup) == (16, 7, 2)
+
+
+def test_a_child_runs_as_a_module_from_any_working_directory(tmp_path, monkeypatch):
+    """interleaved runs ``python -m tools.benchmark_child`` in the repository root, whatever the cwd."""
+    monkeypatch.chdir(tmp_path)
+    command = bench.child_command("matmul", "--matmul-size", 8, "--matmul-repeats", 1)
+    (run,) = measure.interleaved([("matmul", command)], rounds=1, progress=False)["matmul"]
+    assert set(run) == {f"{dtype}/{jit}" for dtype in config.MATMUL_DTYPES for jit in config.JIT_MODES}
+    assert all(rate > 0 for rate in run.values())

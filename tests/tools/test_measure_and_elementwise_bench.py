@@ -1,31 +1,21 @@
 """tools/measure.py's interleaved children and a tiny run of tools/elementwise_bench.py's op timing.
 Nothing here asserts a time."""
 
-import importlib.util
-import os
-import sys
+import tools.benchmark_child as benchmark_child
+import tools.elementwise_bench as elementwise_bench
+import tools.measure as measure
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"tfvit_tools_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ECHO = ("import json, os, sys; print('noise'); "
+        "print(json.dumps({'arg': sys.argv[1], 'env': os.environ.get('TFVIT_X'), 'cwd': os.getcwd()}))")
 
 
-measure = _load("measure")
-elementwise_bench = _load("elementwise_bench")
-
-ECHO = "import json, os, sys; print('noise'); print(json.dumps({'arg': sys.argv[1], 'env': os.environ.get('TFVIT_X')}))"
-
-
-def test_interleaved_runs_round_by_round_and_passes_each_childs_environment():
+def test_interleaved_runs_round_by_round_and_passes_each_childs_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the children run in the repository root whatever the caller's cwd
     commands = [("a", ["-c", ECHO, "1"]), ("b", ["-c", ECHO, "2"], {"TFVIT_X": "on"})]
     results = measure.interleaved(commands, rounds=2, progress=False)
-    assert results == {"a": [{"arg": "1", "env": None}] * 2, "b": [{"arg": "2", "env": "on"}] * 2}
+    root = measure.ROOT
+    assert results == {"a": [{"arg": "1", "env": None, "cwd": root}] * 2,
+                       "b": [{"arg": "2", "env": "on", "cwd": root}] * 2}
 
 
 def test_op_timing_prints_one_row_per_op(capsys):
@@ -42,6 +32,10 @@ def test_model_table_pairs_each_round_and_runs_each_side_with_its_switch(monkeyp
 
     def fake_interleaved(commands, rounds):
         seen.update({key: env for key, _, env in commands})
+        for key, command, _ in commands:  # tools.benchmark_child's training measurement of the row
+            assert command[:2] == ["-m", "tools.benchmark_child"]
+            parsed = benchmark_child.parse_args(command[2:])
+            assert (parsed.kind, parsed.config, parsed.precision, parsed.jit, parsed.impl) == ("train", *key[:3], "tfvit")
         speeds = {"keras": [100.0, 50.0, 80.0], "tfvit": [110.0, 60.0, 80.0]}
         return {key: [{"images_per_s": v, "peak_mb": 900.0 + (key[3] == "keras") * 100} for v in speeds[key[3]]]
                 for key, *_ in commands}

@@ -1,14 +1,6 @@
 """tools/op_profile.py's aggregation of a profiler trace, on a hand-built XSpace with known durations."""
 
-import importlib.util
-import os
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-_spec = importlib.util.spec_from_file_location("tfvit_tools_op_profile", os.path.join(ROOT, "tools", "op_profile.py"))
-op_profile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(op_profile)
+import tools.op_profile as op_profile
 
 
 def trace():
