@@ -6,7 +6,8 @@
 """
 
 from tfvit import convert, data, layers, models, training, vis
-from tfvit.models import create_model, list_models, stats
+from tfvit.factory import create_model
+from tfvit.models import list_models, stats
 
 __version__ = "0.1.0"
 __all__ = ["convert", "create_model", "data", "layers", "list_models", "models", "stats", "training", "vis",

@@ -2,6 +2,8 @@
 
 from tfvit.convert.config import infer_config
 from tfvit.convert.loader import load_pretrained
+from tfvit.models.swin import SwinTransformer
+from tfvit.models.vit import VisionTransformer
 
 
 def from_pretrained(path, strict=True, verbose=True, **overrides):
@@ -11,9 +13,6 @@ def from_pretrained(path, strict=True, verbose=True, **overrides):
     (resized position table), ``dropout=0.1``. Returns the model; its ``load_report`` attribute holds
     ``load_pretrained``'s report.
     """
-    from tfvit.models.swin import SwinTransformer
-    from tfvit.models.vit import VisionTransformer
-
     family, kwargs = infer_config(path)
     kwargs.update(overrides)
     model = (SwinTransformer if family == "swin" else VisionTransformer)(**kwargs)

@@ -14,6 +14,7 @@ import re
 
 from tfvit.convert.formats import detect_format
 from tfvit.convert.safetensors_file import read_safetensors_shapes
+from tfvit.models.registry import list_models, model_config
 
 CONFIG_NAME = "config.json"
 # Arguments whose mismatch changes what the weights compute without changing any shape.
@@ -76,8 +77,6 @@ def _from_transformers(hf, file):
 
 
 def _from_timm(hf, file):
-    from tfvit.models.registry import list_models, model_config
-
     name = hf["architecture"]
     if name not in list_models():
         raise ValueError(

@@ -22,6 +22,8 @@ from tfvit.convert.resample import resize_relative_position_bias_table
 from tfvit.convert.safetensors_file import read_safetensors
 from tfvit.convert.timm_layout import tfvit_path, to_keras_layout
 from tfvit.layers.embedding import resize_position_embedding
+from tfvit.models.swin import SwinTransformer
+from tfvit.models.vit import VisionTransformer
 
 # Leaf names of the parameters a checkpoint provides. Other variables (Performer's random features
 # and redraw counter) are state of tfvit's own attention variants and keep their values.
@@ -80,9 +82,6 @@ def _first(names, count=SHOWN):
 
 
 def _family_of(model):
-    from tfvit.models.swin import SwinTransformer
-    from tfvit.models.vit import VisionTransformer
-
     if isinstance(model, VisionTransformer):
         return "vit"
     if isinstance(model, SwinTransformer):

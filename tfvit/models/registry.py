@@ -1,9 +1,10 @@
-"""Named model configurations, as in timm: ``create_model(name, ...)`` and ``list_models()``.
+"""Named model configurations, as in timm: a plain table read by ``list_models()`` and ``model_config()``;
+``tfvit.create_model(name, ...)`` (tfvit/factory.py) builds one.
 
 The ImageNet configurations reproduce the papers' architectures (ViT: Dosovitskiy et al. 2021 and
 DeiT's Ti/S sizes; Swin: Liu et al. 2021 Table 1). The small configurations are made for the
 studies' 32x32 RGB (CIFAR) and 28x28 grayscale (MNIST, Fashion-MNIST) images; their sizes,
-parameters and MACs are printed by ``python tools/model_stats.py`` and listed in the README.
+parameters and MACs are printed by ``python -m tools.model_stats`` and listed in the README.
 """
 
 import difflib
@@ -36,35 +37,6 @@ def model_config(name):
         raise ValueError(f"unknown model name {name!r}.{hint} tfvit.list_models() lists the {len(_REGISTRY)} names.")
     model_class, description, config = _REGISTRY[name]
     return model_class, description, dict(config)
-
-
-def create_model(name, num_classes=None, image_size=None, in_channels=None, pretrained=None, **overrides):
-    """Build a registry model; any constructor argument can be overridden by keyword.
-
-    ``num_classes``, ``image_size`` and ``in_channels`` default to the configuration's own (1000,
-    224 and 3 for the ImageNet ones).
-    ``pretrained``: a Hugging Face / timm safetensors checkpoint (file or ``save_pretrained`` directory)
-    loaded into the model by ``tfvit.convert.load_pretrained``. Without ``num_classes`` the model takes
-    the checkpoint's classifier width; with another one it gets a new randomly initialised head (a
-    printed line says so). A different ``image_size`` resizes the position / bias tables. The LayerNorm
-    epsilon comes from the checkpoint's config.json when it has one (Hugging Face ViT: 1e-12).
-    """
-    model_class, _, config = model_config(name)
-    if pretrained is not None:
-        from tfvit.convert.config import checkpoint_defaults  # tfvit.convert imports the models
-
-        config.update(checkpoint_defaults(pretrained))
-    for key, value in (("num_classes", num_classes), ("image_size", image_size), ("in_channels", in_channels)):
-        if value is not None:
-            config[key] = value
-    config.update(overrides)
-    config.setdefault("name", name)
-    model = model_class(**config)
-    if pretrained is not None:
-        from tfvit.convert import load_pretrained
-
-        load_pretrained(model, pretrained)
-    return model
 
 
 _VIT_224 = dict(image_size=224, in_channels=3, num_classes=1000)
