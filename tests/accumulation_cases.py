@@ -23,7 +23,7 @@ from tfvit.training import GradientAccumulationModel
 __all__ = [
     "test_accumulation_with_dropout_and_drop_path_trains_as_plain_fit",
     "test_batch_norm_statistics_update_per_micro_batch",
-    "test_invalid_steps_raise",
+    "test_invalid_accum_raises",
     "test_iterations_count_updates_with_a_short_last_batch",
     "test_metrics_and_loss_see_each_example_once",
     "test_micro_batches_run_in_one_traced_loop_not_python_calls",
@@ -66,12 +66,12 @@ def stochastic_model(kind, seed=1, rate=0.1, **options):
                                           **regularised, **options)
 
 
-def trained_weights(model, steps, x, y, updates=3, optimizer=None):
-    """Weights after ``updates`` full-batch updates: plain ``fit`` (steps None; eagerly, another path through
-    Keras than the traced step, and quicker for a tiny model) or accumulation over ``steps``."""
-    trainer = model if steps is None else GradientAccumulationModel(model, steps=steps)
+def trained_weights(model, accum, x, y, updates=3, optimizer=None):
+    """Weights after ``updates`` full-batch updates: plain ``fit`` (accum None; eagerly, another path through
+    Keras than the traced step, and quicker for a tiny model) or accumulation over ``accum``."""
+    trainer = model if accum is None else GradientAccumulationModel(model, accum=accum)
     trainer.compile(optimizer=optimizer or keras.optimizers.SGD(0.1, momentum=0.9), loss=LOSS,
-                    run_eagerly=steps is None and keras.backend.backend() == "tensorflow")
+                    run_eagerly=accum is None and keras.backend.backend() == "tensorflow")
     trainer.fit(x, y, batch_size=len(x), epochs=updates, shuffle=False, verbose=0)
     return numpy_weights(model)
 
@@ -87,11 +87,11 @@ def numpy_weights(model):
     return [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
 
 
-def applied_update(make, steps, x, y, sample_weight=None, **compile_kwargs):
+def applied_update(make, accum, x, y, sample_weight=None, **compile_kwargs):
     """Train one step with SGD(learning_rate=1) and return w_before - w_after (the applied gradient)."""
     model = make()
     before = numpy_weights(model)
-    wrapper = GradientAccumulationModel(model, steps=steps)
+    wrapper = GradientAccumulationModel(model, accum=accum)
     wrapper.compile(optimizer=keras.optimizers.SGD(1.0), loss=LOSS, **compile_kwargs)
     wrapper.fit(x, y, sample_weight=sample_weight, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     assert int(wrapper.optimizer.iterations) == 1
@@ -116,10 +116,10 @@ def check_mixed_precision_accumulation(policy, make, full_batch_gradient):
     own model and its own autodiff reference (GradientTape on TensorFlow, jax.grad on JAX)."""
     x, y = data(make(), 8)
     keras.mixed_precision.set_global_policy(policy)
-    updates = [applied_update(make, steps, x, y) for steps in (1, 4)]
+    updates = [applied_update(make, accum, x, y) for accum in (1, 4)]
     if policy == "mixed_float16":
         # float16 needs loss scaling, or small gradients underflow; the wrapper must keep Keras's wrapping.
-        wrapper = GradientAccumulationModel(make(), steps=4)
+        wrapper = GradientAccumulationModel(make(), accum=4)
         wrapper.compile(optimizer="sgd", loss=LOSS)
         assert isinstance(wrapper.optimizer, keras.optimizers.LossScaleOptimizer)
     keras.mixed_precision.set_global_policy("float32")  # the reference in full precision
@@ -141,13 +141,13 @@ def keyed(full_batch_gradient):
     return gradient
 
 
-def check_dropout_accumulation(steps, full_batch_gradient, **compile_kwargs):
-    """The update over ``steps`` micro-batches of a Swin with every stochastic layer on equals the
+def check_dropout_accumulation(accum, full_batch_gradient, **compile_kwargs):
+    """The update over ``accum`` micro-batches of a Swin with every stochastic layer on equals the
     backend's own autodiff gradient of the whole batch with the same draws."""
     make = lambda: stochastic_model("swin")
     x, y = data(make(), 10)
     expected = keyed(full_batch_gradient)(make(), x, y)
-    assert_all_close(applied_update(make, steps, x, y, **compile_kwargs), expected)
+    assert_all_close(applied_update(make, accum, x, y, **compile_kwargs), expected)
 
 
 @pytest.mark.parametrize("kind", ["swin", "vit"])
@@ -156,8 +156,8 @@ def test_accumulation_with_dropout_and_drop_path_trains_as_plain_fit(kind):
     # to which softmax is blind) moves its weight by ~lr whatever the rounding; SGD keeps rounding at 1e-7.
     x, y = data(stochastic_model(kind), 10)  # micro-batches of 4, 3, 2: padded to 12, 12 and 10 rows
     plain = trained_weights(stochastic_model(kind), None, x, y)
-    for steps in (1, 3, 4, 8):
-        assert_all_close(trained_weights(stochastic_model(kind), steps, x, y), plain)
+    for accum in (1, 3, 4, 8):
+        assert_all_close(trained_weights(stochastic_model(kind), accum, x, y), plain)
     # The stochastic layers did act: the same training without them ends elsewhere.
     without = trained_weights(stochastic_model(kind, rate=0.0), None, x, y)
     assert max(float(np.abs(a - b).max()) for a, b in zip(plain, without)) > 1e-2
@@ -184,15 +184,15 @@ def test_performer_redrawn_every_update_trains_the_same_under_accumulation():
     ids=["sgd", "adamw"],
 )
 def test_same_weights_as_keras_optimizer_accumulation(optimizer):
-    steps, batch = 4, 8
+    accum, batch = 4, 8
     x, y = data(mlp(), 24)
     ours = mlp()
-    wrapper = GradientAccumulationModel(ours, steps=steps)
+    wrapper = GradientAccumulationModel(ours, accum=accum)
     wrapper.compile(optimizer=optimizer(), loss=LOSS)
     wrapper.fit(x, y, batch_size=batch, epochs=2, shuffle=False, verbose=0)
     keras_side = mlp()
-    keras_side.compile(optimizer=optimizer(gradient_accumulation_steps=steps), loss=LOSS)
-    keras_side.fit(x, y, batch_size=batch // steps, epochs=2, shuffle=False, verbose=0)
+    keras_side.compile(optimizer=optimizer(gradient_accumulation_steps=accum), loss=LOSS)
+    keras_side.fit(x, y, batch_size=batch // accum, epochs=2, shuffle=False, verbose=0)
     # optimizer.iterations counts updates: 3 batches x 2 epochs (Keras's counts its applied updates too)
     assert int(wrapper.optimizer.iterations) == int(keras_side.optimizer.iterations) == 6
     assert_all_close(numpy_weights(ours), numpy_weights(keras_side))
@@ -200,7 +200,7 @@ def test_same_weights_as_keras_optimizer_accumulation(optimizer):
 
 def test_iterations_count_updates_with_a_short_last_batch():
     x, y = data(mlp(), 22)
-    wrapper = GradientAccumulationModel(mlp(), steps=4)
+    wrapper = GradientAccumulationModel(mlp(), accum=4)
     wrapper.compile(optimizer="sgd", loss=LOSS)
     wrapper.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)  # batches of 8, 8 and 6
     assert int(wrapper.optimizer.iterations) == 6
@@ -210,7 +210,7 @@ def test_metrics_and_loss_see_each_example_once():
     x, y = data(mlp(), 10)
     model = mlp()
     logits = keras.ops.convert_to_numpy(model(x))
-    wrapper = GradientAccumulationModel(model, steps=4)
+    wrapper = GradientAccumulationModel(model, accum=4)
     wrapper.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS,
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     history = wrapper.fit(x, y, batch_size=10, epochs=1, shuffle=False, verbose=0).history
@@ -227,7 +227,7 @@ def test_reported_loss_counts_the_weight_penalty_once():
     logits = keras.ops.convert_to_numpy(model(x))
     penalty = 0.05 * sum(float(np.sum(w ** 2)) for w, v in zip(numpy_weights(model), model.trainable_weights)
                          if v.path.endswith("kernel"))
-    wrapper = GradientAccumulationModel(model, steps=4)
+    wrapper = GradientAccumulationModel(model, accum=4)
     wrapper.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
     loss = wrapper.fit(x, y, batch_size=10, epochs=1, shuffle=False, verbose=0).history["loss"][0]
     np.testing.assert_allclose(loss, cross_entropy(logits, y) + penalty, rtol=1e-5)
@@ -237,7 +237,7 @@ def test_batch_norm_statistics_update_per_micro_batch():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(momentum=0.5), keras.layers.Dense(3)])
     x, y = data(model, 8)
-    wrapper = GradientAccumulationModel(model, steps=2)
+    wrapper = GradientAccumulationModel(model, accum=2)
     wrapper.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
     wrapper.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     # Two updates of the moving mean, one per micro-batch: m <- 0.5 m + 0.5 mean(micro-batch).
@@ -259,11 +259,11 @@ def test_micro_batches_run_in_one_traced_loop_not_python_calls():
             calls.append(1)  # runs once per trace, never per execution
             return self.dense(x)
 
-    def traced_calls(steps):
+    def traced_calls(accum):
         calls.clear()
         model = Counting()
         model(np.zeros((1, 6), "float32"))
-        wrapper = GradientAccumulationModel(model, steps=steps)
+        wrapper = GradientAccumulationModel(model, accum=accum)
         wrapper.compile(optimizer="sgd", loss=LOSS)
         wrapper.fit(*data(mlp(), 16), batch_size=16, epochs=2, verbose=0)
         return len(calls)
@@ -274,15 +274,15 @@ def test_micro_batches_run_in_one_traced_loop_not_python_calls():
 def test_save_load_and_wrapped_model_holds_trained_weights(tmp_path):
     model = mlp()
     x, y = data(model, 12)
-    wrapper = GradientAccumulationModel(model, steps=3)
+    wrapper = GradientAccumulationModel(model, accum=3)
     wrapper.compile(optimizer="adamw", loss=LOSS)
     wrapper.fit(x, y, batch_size=6, epochs=1, verbose=0)
     np.testing.assert_array_equal(model.predict(x, verbose=0), wrapper.predict(x, verbose=0))
     path = str(tmp_path / "wrapped.keras")
     wrapper.save(path)
     loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, GradientAccumulationModel) and loaded.steps == 3
-    assert loaded.get_config()["steps"] == 3 and int(loaded.optimizer.iterations) == 2
+    assert isinstance(loaded, GradientAccumulationModel) and loaded.accum == 3
+    assert loaded.get_config()["accum"] == 3 and int(loaded.optimizer.iterations) == 2
     np.testing.assert_allclose(loaded.predict(x, verbose=0), wrapper.predict(x, verbose=0), atol=1e-6)
     # It trains on after loading, optimizer state included: the same next step as the original's.
     loaded.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
@@ -295,10 +295,10 @@ def test_training_resumed_from_a_saved_model_draws_the_masks_of_an_uninterrupted
     # The masks depend on the layer seeds (in the config) and the optimizer's update count (saved with it).
     x, y = data(stochastic_model("vit"), 8)
     compile_args = lambda: dict(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=LOSS)
-    whole = GradientAccumulationModel(stochastic_model("vit"), steps=2)
+    whole = GradientAccumulationModel(stochastic_model("vit"), accum=2)
     whole.compile(**compile_args())
     whole.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-    first = GradientAccumulationModel(stochastic_model("vit"), steps=2)
+    first = GradientAccumulationModel(stochastic_model("vit"), accum=2)
     first.compile(**compile_args())
     first.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     first.save(tmp_path / "half.keras")
@@ -313,13 +313,13 @@ def test_training_resumed_from_a_saved_model_draws_the_masks_of_an_uninterrupted
     assert max(float(np.abs(a - b).max()) for a, b in zip(numpy_weights(repeated), numpy_weights(whole))) > 1e-4
 
 
-@pytest.mark.parametrize("steps", [0, -2, 1.5, "2", True])
-def test_invalid_steps_raise(steps):
-    with pytest.raises(ValueError, match="steps"):
-        GradientAccumulationModel(mlp(), steps=steps)
+@pytest.mark.parametrize("accum", [0, -2, 1.5, "2", True])
+def test_invalid_accum_raises(accum):
+    with pytest.raises(ValueError, match="accum"):
+        GradientAccumulationModel(mlp(), accum=accum)
 
 
 def test_model_without_trainable_weights_raises():
     frozen = keras.Sequential([keras.Input((3,)), keras.layers.Activation("relu")])
     with pytest.raises(ValueError, match="no trainable weights"):
-        GradientAccumulationModel(frozen, steps=2)
+        GradientAccumulationModel(frozen, accum=2)

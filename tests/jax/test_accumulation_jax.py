@@ -43,15 +43,15 @@ def full_batch_gradient(model, x, y, sample_weight=None, l2=0.0):
 
 def test_the_step_runs_on_the_jax_backend():
     assert keras.backend.backend() == "jax"
-    wrapper = GradientAccumulationModel(mlp(), steps=2)  # raised on every backend but TensorFlow before
+    wrapper = GradientAccumulationModel(mlp(), accum=2)  # raised on every backend but TensorFlow before
     wrapper.compile(optimizer="sgd", loss=LOSS)
     assert wrapper.jit_compile  # the step below is traced and compiled by jax.jit
 
 
-@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 16])
-def test_applied_gradient_equals_full_batch_gradient(steps):
+@pytest.mark.parametrize("accum", [1, 2, 3, 4, 7, 16])
+def test_applied_gradient_equals_full_batch_gradient(accum):
     x, y = data(mlp(), 10)  # 10 examples: 3, 4 and 7 do not divide it, 16 exceeds it
-    assert_all_close(applied_update(mlp, steps, x, y), full_batch_gradient(mlp(), x, y))
+    assert_all_close(applied_update(mlp, accum, x, y), full_batch_gradient(mlp(), x, y))
 
 
 def test_without_jit_the_same_update():
@@ -64,13 +64,13 @@ def test_swin_gradient_equals_full_batch_gradient():
     assert_all_close(applied_update(tiny_swin, 3, x, y), full_batch_gradient(tiny_swin(), x, y))
 
 
-@pytest.mark.parametrize("steps", [2, 4])
-def test_sample_weights_weigh_the_update_as_in_the_full_batch(steps):
+@pytest.mark.parametrize("accum", [2, 4])
+def test_sample_weights_weigh_the_update_as_in_the_full_batch(accum):
     x, y = data(mlp(), 10)
     sample_weight = np.random.default_rng(3).uniform(0.0, 2.0, 10).astype("float32")
     sample_weight[[1, 8]] = 0.0
     want = full_batch_gradient(mlp(), x, y, sample_weight=sample_weight)
-    assert_all_close(applied_update(mlp, steps, x, y, sample_weight=sample_weight), want)
+    assert_all_close(applied_update(mlp, accum, x, y, sample_weight=sample_weight), want)
     # and the weights matter: the unweighted gradient is another one
     assert max(np.abs(a - b).max() for a, b in zip(want, full_batch_gradient(mlp(), x, y))) > 1e-3
 
@@ -90,9 +90,9 @@ def test_mixed_precision_accumulation_matches_full_batch(policy):
     check_mixed_precision_accumulation(policy, mlp, full_batch_gradient)
 
 
-@pytest.mark.parametrize("steps", [3, 4])
-def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps):
-    check_dropout_accumulation(steps, full_batch_gradient)
+@pytest.mark.parametrize("accum", [3, 4])
+def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(accum):
+    check_dropout_accumulation(accum, full_batch_gradient)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -12,6 +12,8 @@ import keras
 import pytest
 import tensorflow as tf
 
+from tfvit.training import GradientAccumulationModel
+
 from tests.accumulation_cases import (
     LOSS, applied_update, assert_all_close, check_dropout_accumulation, check_mixed_precision_accumulation, data,
     keyed, mlp, stochastic_model, tiny_swin,
@@ -29,17 +31,17 @@ def full_batch_gradient(model, x, y, with_penalty=False):
     return [g.numpy() for g in map(tf.convert_to_tensor, tape.gradient(loss, model.trainable_weights))]
 
 
-@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 16])
-def test_applied_gradient_equals_full_batch_gradient(steps):
+@pytest.mark.parametrize("accum", [1, 2, 3, 4, 7, 16])
+def test_applied_gradient_equals_full_batch_gradient(accum):
     x, y = data(mlp(), 10)  # 10 examples: 3, 4 and 7 do not divide it, 16 exceeds it
-    assert_all_close(applied_update(mlp, steps, x, y), full_batch_gradient(mlp(), x, y))
+    assert_all_close(applied_update(mlp, accum, x, y), full_batch_gradient(mlp(), x, y))
 
 
-@pytest.mark.parametrize("steps", [3, 4])
-def test_swin_gradient_under_xla_equals_full_batch_gradient(steps):
+@pytest.mark.parametrize("accum", [3, 4])
+def test_swin_gradient_under_xla_equals_full_batch_gradient(accum):
     x, y = data(tiny_swin(), 6)
     expected = full_batch_gradient(tiny_swin(), x, y)
-    assert_all_close(applied_update(tiny_swin, steps, x, y, jit_compile=True), expected)
+    assert_all_close(applied_update(tiny_swin, accum, x, y, jit_compile=True), expected)
 
 
 def test_weight_penalty_counts_once_per_step():
@@ -54,9 +56,9 @@ def test_mixed_precision_accumulation_matches_full_batch(policy):
     check_mixed_precision_accumulation(policy, tiny_swin, full_batch_gradient)
 
 
-@pytest.mark.parametrize("steps, jit_compile", [(3, False), (4, False), (4, True)])
-def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(steps, jit_compile):
-    check_dropout_accumulation(steps, full_batch_gradient, jit_compile=jit_compile)
+@pytest.mark.parametrize("accum, jit_compile", [(3, False), (4, False), (4, True)])
+def test_gradient_with_dropout_and_drop_path_equals_full_batch_gradient(accum, jit_compile):
+    check_dropout_accumulation(accum, full_batch_gradient, jit_compile=jit_compile)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -92,7 +94,7 @@ MIRRORED = textwrap.dedent("""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = make()
-        wrapper = GradientAccumulationModel(model, steps=2)
+        wrapper = GradientAccumulationModel(model, accum=2)
         wrapper.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
     wrapper.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     diff = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(model.weights, single.weights))
@@ -125,11 +127,11 @@ MIRRORED_STOCHASTIC = textwrap.dedent("""
     single = trained_weights(stochastic_model("vit"), None, x, y)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     diffs = {}
-    for steps in (None, 4):  # plain fit; micro-batches of 2 on each replica's 6 examples
+    for accum in (None, 4):  # plain fit; micro-batches of 2 on each replica's 6 examples
         with strategy.scope():
             model = stochastic_model("vit")
-            weights = trained_weights(model, steps, x, y)
-        diffs[str(steps)] = max(float(np.abs(a - b).max()) for a, b in zip(weights, single))
+            weights = trained_weights(model, accum, x, y)
+        diffs[str(accum)] = max(float(np.abs(a - b).max()) for a, b in zip(weights, single))
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "max_diff": diffs}))
 """)
 
@@ -147,3 +149,11 @@ def test_mirrored_strategy_draws_the_masks_of_single_device_training():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert all(diff < 1e-5 for diff in report["max_diff"].values()), report
+
+
+def test_a_wrapper_saved_with_steps_loads_with_accum():
+    """Models saved before the argument was renamed (``steps``, now ``accum`` as --accum and RunConfig) load."""
+    config = GradientAccumulationModel(mlp(), accum=3).get_config()
+    config["steps"] = config.pop("accum")
+    loaded = GradientAccumulationModel.from_config(config)
+    assert loaded.accum == 3 and "steps" not in loaded.get_config()

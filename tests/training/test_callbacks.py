@@ -13,13 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tfvit.training.callbacks import (
-    StepScalars,
-    TrainingSpeed,
-    _linux_peak_resettable,
-    log_hparams,
-    standard_callbacks,
-)
+from tfvit.training import StepScalars, TrainingSpeed, log_hparams, standard_callbacks
+from tfvit.training.memory import PeakResidentMemory, resident_mb
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.schedules import WarmupCosineDecay
 
@@ -183,24 +178,10 @@ def test_step_loss_is_the_loss_of_each_update(tmp_path):
                                [reference.losses[s] for s in sorted(logged)], rtol=1e-4)
 
 
-def test_step_scalars_count_updates_under_keras_accumulation(tmp_path):
-    """With 2 micro-batches per update, 16 batches are 8 updates: points at updates 2, 4, 6, 8."""
-    x, y = data()
-    model = compiled_model(gradient_accumulation_steps=2)
-    history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
-                        callbacks=[StepScalars(tmp_path, every_n_steps=2)]).history
-    scalars, _ = read_events(tmp_path / "train")
-    assert int(model.optimizer.iterations) == 8
-    assert [s for s, _ in scalars["step_learning_rate"]] == [2, 4, 6, 8]
-    np.testing.assert_allclose([v for _, v in scalars["step_learning_rate"]], [closed_form(s) for s in (2, 4, 6, 8)],
-                               rtol=1e-5)
-    np.testing.assert_allclose(history["learning_rate"], [closed_form(4), closed_form(8)], rtol=1e-5)
-
-
 def test_step_scalars_with_gradient_accumulation_model(tmp_path):
     accumulation = pytest.importorskip("tfvit.training.accumulation")
     x, y = data()
-    model = compiled_model(accumulation.GradientAccumulationModel(mlp(), steps=4))
+    model = compiled_model(accumulation.GradientAccumulationModel(mlp(), accum=4))
     reference = BatchLosses(x, y)
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[StepScalars(tmp_path, every_n_steps=4), reference])
@@ -225,7 +206,7 @@ def test_training_speed_peak_memory_by_sampling():
 
 
 def test_kernel_peak_mode_where_available():
-    if not _linux_peak_resettable():
+    if PeakResidentMemory("auto").method != "kernel":
         with pytest.raises(ValueError, match="memory='kernel'"):
             TrainingSpeed(memory="kernel").on_train_begin()
         return
@@ -233,6 +214,27 @@ def test_kernel_peak_mode_where_available():
     speed.on_train_begin()
     assert speed._probe.method == "kernel"  # so the fit test above measured the kernel's mark
     speed.on_train_end()
+
+
+@pytest.mark.parametrize("method", ["auto", "sample"])
+def test_peak_resident_memory_as_a_context_manager(method):
+    """What the tools read: the block's peak, its baseline and what the block added on top of it."""
+    size_mb = MemorySpike.size / 2**20
+    with PeakResidentMemory(method) as probe:
+        spike = np.ones(MemorySpike.size // 8)  # written, so every page is resident
+        time.sleep(0.05)                        # several 5 ms samples
+        del spike
+    with PeakResidentMemory(method) as after:
+        pass
+    assert probe.baseline_mb == pytest.approx(resident_mb(), rel=0.2)
+    assert probe.added_mb == pytest.approx(probe.peak_mb - probe.baseline_mb)
+    assert probe.added_mb >= 0.95 * size_mb
+    # Each block starts from the resident size on entry, not from an earlier block's peak.
+    assert after.added_mb < 0.5 * size_mb and after.peak_mb < probe.peak_mb - 0.5 * size_mb
+    with PeakResidentMemory(method, baseline_mb=10.0) as fixed:
+        pass
+    assert fixed.baseline_mb == 10.0 and fixed.added_mb == pytest.approx(fixed.peak_mb - 10.0)
+    assert fixed.peak_mb >= 0.9 * resident_mb()  # a real RSS, not 0
 
 
 def test_training_speed_counts_images_without_batch_size():
@@ -264,6 +266,8 @@ def test_standard_callbacks_order_and_options(tmp_path):
     (lambda d: standard_callbacks(d, every_n_steps=0), "every_n_steps"),
     (lambda d: TrainingSpeed(batch_size=0), "batch_size"),
     (lambda d: TrainingSpeed(memory="gpu"), "memory"),
+    (lambda d: PeakResidentMemory("gpu"), "memory"),
+    (lambda d: PeakResidentMemory(interval=0), "interval"),
 ])
 def test_rejects_bad_arguments(tmp_path, call, match):
     with pytest.raises(ValueError, match=match):

@@ -81,7 +81,7 @@ def test_partial_freezes_the_first_k_blocks_or_stages(family, k, frozen):
 def test_full_undoes_an_earlier_freeze_and_wrappers_are_accepted():
     model = tiny("resnet")
     everything = len(model.trainable_weights)
-    wrapped = GradientAccumulationModel(model, steps=2)
+    wrapped = GradientAccumulationModel(model, accum=2)
     assert freeze_for_finetuning(wrapped, "head").trainable_params == 8 * 3 + 3
     assert [v.path for v in model.trainable_weights] == ["fc/kernel", "fc/bias"]
     summary = freeze_for_finetuning(model, "full")

@@ -31,7 +31,7 @@ def make_trainer():
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
                               keras.layers.Dropout(0.3), keras.layers.Dense(3)])
-    trainer = GradientAccumulationModel(model, steps=2)
+    trainer = GradientAccumulationModel(model, accum=2)
     trainer.compile(optimizer=keras.optimizers.AdamW(1e-2),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return trainer

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfvit import _validation as check
 from tfvit.layers import keyed_random
+from tfvit.training.micro_batches import micro_batch_layout
 
 
 def _leading_dim(structure):
@@ -56,13 +57,13 @@ def _dense(gradient, variable):
 
 @keras.saving.register_keras_serializable(package="tfvit")
 class GradientAccumulationModel(keras.Model):
-    """Wrap any Keras model so that each train step accumulates gradients over ``steps`` micro-batches.
+    """Wrap any Keras model so that each train step accumulates gradients over ``accum`` micro-batches.
 
     ``compile``, ``fit``, ``evaluate``, ``predict`` and saving work as for the wrapped model, whose
     weights are the ones trained (``wrapper.model`` is the original object). Feed it batches of the
-    effective size B; each is split into ``steps`` micro-batches of ceil(B / steps) examples in a
+    effective size B; each is split into ``accum`` micro-batches of ceil(B / accum) examples in a
     ``tf.while_loop`` of the compiled step (on JAX, a ``jax.lax.scan`` of the jitted stateless step:
-    ``accumulation_jax.py``), not ``steps`` Python calls. Gradients are summed and applied once, so
+    ``accumulation_jax.py``), not ``accum`` Python calls. Gradients are summed and applied once, so
     ``optimizer.iterations`` counts updates, and under ``tf.distribute`` the all-reduce happens once
     per step. Non-trainable state (BatchNorm moving statistics) updates once per micro-batch, as it
     would with small batches. Metrics see every example once.
@@ -76,7 +77,7 @@ class GradientAccumulationModel(keras.Model):
     gradient overflows less often than the whole batch's, so the two may skip different updates.
     """
 
-    def __init__(self, model, steps=1, **kwargs):
+    def __init__(self, model, accum=1, **kwargs):
         if keras.backend.backend() not in ("tensorflow", "jax"):
             raise RuntimeError(
                 f"GradientAccumulationModel has train steps for the TensorFlow and JAX backends; the Keras backend "
@@ -85,17 +86,17 @@ class GradientAccumulationModel(keras.Model):
             )
         if not isinstance(model, keras.layers.Layer):
             raise ValueError(f"model must be a Keras model, got {type(model).__name__}.")
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ValueError(f"steps must be a positive integer, got {steps!r} ({type(steps).__name__}).")
-        check.positive_int("steps", steps)
+        if isinstance(accum, bool) or not isinstance(accum, int):
+            raise ValueError(f"accum must be a positive integer, got {accum!r} ({type(accum).__name__}).")
+        check.positive_int("accum", accum)
         if model.built and not model.trainable_weights:
             raise ValueError(
                 f"model {model.name!r} has no trainable weights: there is no gradient to accumulate."
             )
-        kwargs.setdefault("name", f"{model.name}_accumulate{steps}")
+        kwargs.setdefault("name", f"{model.name}_accumulate{accum}")
         super().__init__(**kwargs)
         self.model = model
-        self.steps = steps
+        self.accum = accum
 
     def build(self, input_shape):
         if not self.model.built:
@@ -125,9 +126,7 @@ class GradientAccumulationModel(keras.Model):
             raise ValueError(f"model {self.model.name!r} has no trainable weights: nothing to train.")
 
         batch = _leading_dim(x)
-        micro = (batch + self.steps - 1) // self.steps           # examples per micro-batch
-        count = (batch + micro - 1) // micro                      # non-empty micro-batches (<= steps)
-        padded = count * micro
+        micro, count, padded = micro_batch_layout(batch, self.accum)
         # Real examples weigh 1 (or their sample weight), padding weighs 0.
         weights = tf.sequence_mask(batch, padded, dtype=tf.float32)
         if sample_weight is not None:
@@ -140,9 +139,8 @@ class GradientAccumulationModel(keras.Model):
 
         # Predictions are kept (as float32) so the metrics see the real examples of the batch once,
         # in one update after the loop, exactly as without accumulation.
-        take = lambda t: None if t is None else t[0]
         output_spec = self.compute_output_spec(
-            keras.tree.map_structure(lambda t: keras.KerasTensor(take(t).shape, dtype=t.dtype), xs), training=True
+            keras.tree.map_structure(lambda t: keras.KerasTensor(t.shape[1:], dtype=t.dtype), xs), training=True
         )
         prediction_spec = keras.tree.flatten(output_spec)
         predictions = [tf.TensorArray(tf.float32, size=count, element_shape=p.shape) for p in prediction_spec]
@@ -191,12 +189,14 @@ class GradientAccumulationModel(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name, "trainable": self.trainable, "steps": self.steps,
+            "name": self.name, "trainable": self.trainable, "accum": self.accum,
             "model": keras.saving.serialize_keras_object(self.model),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        if "steps" in config:  # saved before the argument was named accum, like --accum and RunConfig.accum
+            config["accum"] = config.pop("steps")
         model = keras.saving.deserialize_keras_object(config.pop("model"), custom_objects=custom_objects)
         return cls(model, **config)

@@ -8,7 +8,7 @@ Keras on JAX is stateless: it calls ``train_step(state, data)`` with
 (lists of arrays, not variables) and takes back ``(logs, new_state)``; the step is jitted once per
 batch shape, so the batch size B is a Python int while tracing and every shape below is static.
 
-The batch is cut exactly as on TensorFlow: N = ``steps``, m = ceil(B / N) examples per micro-batch,
+The batch is cut exactly as on TensorFlow: N = ``accum``, m = ceil(B / N) examples per micro-batch,
 n = ceil(B / m) <= N micro-batches, the batch zero-padded to n m rows. Every example gets the weight
 w_j (its sample weight, or 1), padding the weight 0. With Keras's default loss reduction
 ("sum_over_batch_size" divides by the micro-batch's size m, whatever the weights), micro-batch i has
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import keras
 
 from tfvit.layers import keyed_random
+from tfvit.training.micro_batches import micro_batch_layout
 
 
 def _leading_dim(structure):
@@ -77,9 +78,7 @@ def train_step(model, state, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
     batch = _leading_dim(x)
-    micro = -(-batch // model.steps)     # examples per micro-batch: ceil(B / N)
-    count = -(-batch // micro)           # non-empty micro-batches (<= steps)
-    padded = count * micro
+    micro, count, padded = micro_batch_layout(batch, model.accum)
     weights = _micro_batch_weights(batch, padded, sample_weight)
     micro_batches = (
         _to_micro_batches(x, padded, micro),
