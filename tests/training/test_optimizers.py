@@ -7,7 +7,6 @@ import pytest
 from tfvit.models.swin import SwinTransformer
 from tfvit.models.vit import VisionTransformer
 from tfvit.training.optimizers import DEFAULT_NO_DECAY, _last_component, build_optimizer
-from tfvit.training.schedules import PerUpdateSchedule, WarmupCosineDecay
 
 LR, WD = 0.1, 0.5  # one decayed update multiplies a weight by 1 - LR * WD = 0.95
 
@@ -129,28 +128,6 @@ def test_settings_reach_keras():
     assert build_optimizer("sgd", 0.1, weight_decay=0.0).no_decay_names == ()
 
 
-def test_keras_accumulation_gets_a_per_update_schedule():
-    """Keras calls schedules with micro-steps under gradient_accumulation_steps; build_optimizer corrects it."""
-    schedule = WarmupCosineDecay(1.0, 10, warmup_steps=4)
-
-    def rates_of_updates(optimizer, updates=4, steps=2):
-        w = keras.Variable(np.zeros(()), dtype="float32")
-        moves = []
-        for _ in range(updates * steps):
-            before = float(w.numpy())
-            optimizer.apply([keras.ops.ones(())], [w])
-            moves.append(before - float(w.numpy()))
-        return np.reshape(moves, (updates, steps))[:, -1]
-
-    expected = [float(schedule(u)) for u in range(4)]
-    raw = keras.optimizers.SGD(learning_rate=schedule, gradient_accumulation_steps=2)
-    # The Keras behaviour that makes the wrapper necessary: update u would use lr(2u + 1).
-    np.testing.assert_allclose(rates_of_updates(raw), [float(schedule(2 * u + 1)) for u in range(4)], rtol=1e-6)
-    built = build_optimizer("sgd", schedule, momentum=0.0, weight_decay=0.0, gradient_accumulation_steps=2)
-    assert isinstance(built._learning_rate, PerUpdateSchedule)
-    np.testing.assert_allclose(rates_of_updates(built), expected, rtol=1e-6)
-
-
 @pytest.mark.parametrize("kwargs,match", [
     ({"name": "lamb"}, "name.*'lamb'"),
     ({"learning_rate": 0.0}, "learning_rate"),
@@ -160,7 +137,6 @@ def test_keras_accumulation_gets_a_per_update_schedule():
     ({"beta_2": 1.0}, "beta_2"),
     ({"exclude_from_weight_decay": "bias"}, "the string 'bias'"),
     ({"exclude_from_weight_decay": ["blocks.0/norm1/gamma"]}, "path"),
-    ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
 ])
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

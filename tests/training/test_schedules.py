@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from tfvit.training.schedules import (
-    PerUpdateSchedule,
     WarmupCosineDecay,
     scaled_learning_rate,
     steps_per_epoch,
@@ -71,33 +70,13 @@ def test_warmup_counts_optimizer_updates():
     np.testing.assert_allclose(applied, [closed_form(u, 0.5, 8, 4, 0.0) for u in range(10)], rtol=1e-5, atol=1e-7)
 
 
-def test_per_update_schedule_under_keras_accumulation():
-    """Keras's built-in accumulation calls the schedule with micro-steps; update u must still get lr(u)."""
-    accumulation = 3
-    schedule = WarmupCosineDecay(0.5, 6, warmup_steps=3)
-    optimizer = keras.optimizers.SGD(
-        learning_rate=PerUpdateSchedule(schedule, accumulation), gradient_accumulation_steps=accumulation
-    )
-    w = keras.Variable(np.zeros(()), dtype="float32")
-    moves = []
-    for _ in range(8 * accumulation):
-        before = float(w.numpy())
-        optimizer.apply([keras.ops.ones(())], [w])
-        moves.append(before - float(w.numpy()))
-    moves = np.reshape(moves, (8, accumulation))
-    assert int(optimizer.iterations) == 8 and np.all(moves[:, :-1] == 0.0)  # only every 3rd call updates
-    np.testing.assert_allclose(moves[:, -1], [closed_form(u, 0.5, 6, 3, 0.0) for u in range(8)], rtol=1e-5, atol=1e-7)
-
-
 def test_serialization_round_trip():
-    schedule = WarmupCosineDecay(3e-4, 500, warmup_steps=50, min_learning_rate=1e-6)
-    for original in (schedule, PerUpdateSchedule(schedule, 4)):
-        config = keras.optimizers.schedules.serialize(original)
-        restored = keras.optimizers.schedules.deserialize(config)
-        assert type(restored) is type(original)
-        assert restored.get_config() == original.get_config()
-        steps = [0, 49, 50, 51, 300, 499, 500, 2000]
-        np.testing.assert_allclose(values(restored, steps), values(original, steps), rtol=0, atol=0)
+    original = WarmupCosineDecay(3e-4, 500, warmup_steps=50, min_learning_rate=1e-6)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(original))
+    assert type(restored) is type(original)
+    assert restored.get_config() == original.get_config()
+    steps = [0, 49, 50, 51, 300, 499, 500, 2000]
+    np.testing.assert_allclose(values(restored, steps), values(original, steps), rtol=0, atol=0)
 
 
 def test_saved_in_compiled_model(tmp_path):

@@ -31,8 +31,7 @@ import re
 import keras
 from keras import ops
 
-from tfvit import _validation as check
-from tfvit.training.schedules import PerUpdateSchedule
+from tfvit._keras_range import require_tested_keras
 
 DEFAULT_NO_DECAY = (
     "bias",                          # Dense / Conv biases: blocks.N/attn/qkv/bias
@@ -125,6 +124,7 @@ class _ScalesLearningRates:
     """
 
     def _set_lr_multipliers(self, multipliers):
+        require_tested_keras(f"tfvit.training.optimizers.{type(self).__name__}")
         self._lr_multipliers = _check_multipliers(multipliers)
         self._multiplier_by_index = ()
 
@@ -220,7 +220,6 @@ def build_optimizer(
     beta_2=0.999,
     epsilon=1e-8,
     exclude_from_weight_decay=DEFAULT_NO_DECAY,
-    gradient_accumulation_steps=None,
     lr_multipliers=None,
 ):
     """Return an ``AdamW`` or ``SGD`` (subclasses of ``keras.optimizers.AdamW`` / ``SGD``).
@@ -235,9 +234,6 @@ def build_optimizer(
         clipnorm: clip each variable's gradient to this L2 norm (``None``: no clipping).
         beta_1, beta_2, epsilon: AdamW only; epsilon defaults to 1e-8 as in PyTorch and timm.
         exclude_from_weight_decay: variable names (not paths) that are never decayed.
-        gradient_accumulation_steps: Keras's built-in accumulation (updates every N calls). A schedule
-            is wrapped in ``PerUpdateSchedule`` so that it still counts updates, not micro-batches.
-            ``tfvit.training.GradientAccumulationModel`` needs none of this: leave it ``None`` there.
         lr_multipliers: {variable path or glob pattern: m >= 0}; the variable's learning rate, in its
             update and its weight decay, is lr * m. An exact path wins over patterns, then the first
             matching pattern in the mapping's order; unmatched variables keep m = 1. ``"*"`` matches
@@ -255,14 +251,9 @@ def build_optimizer(
         ok = isinstance(clipnorm, numbers.Real) and not isinstance(clipnorm, bool)
         if not ok or not 0.0 < float(clipnorm) < float("inf"):
             raise ValueError(f"clipnorm must be a float > 0 or None, got {clipnorm!r}.")
-    if gradient_accumulation_steps is not None:
-        gradient_accumulation_steps = check.positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
-        if gradient_accumulation_steps > 1 and isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-            learning_rate = PerUpdateSchedule(learning_rate, gradient_accumulation_steps)
 
     common = {
         "learning_rate": learning_rate, "weight_decay": decay, "clipnorm": clipnorm,
-        "gradient_accumulation_steps": gradient_accumulation_steps,
         "exclude_from_weight_decay": names if decay > 0.0 else (), "lr_multipliers": multipliers,
     }
     if key == "adamw":

@@ -3,9 +3,7 @@
 Keras evaluates a ``LearningRateSchedule`` at the optimizer's step counter before every update. With
 ``tfvit.training.GradientAccumulationModel`` that counter (``optimizer.iterations``) counts updates,
 one per batch however many micro-batches the batch is split into, so every length here (warmup,
-total) is a number of updates. Keras's own ``gradient_accumulation_steps`` option instead calls the
-schedule with its micro-step counter; ``PerUpdateSchedule`` converts it back to updates (and
-``tfvit.training.optimizers.build_optimizer`` applies it for you).
+total) is a number of updates, and ``steps_per_epoch`` gives the updates of an epoch.
 """
 
 import math
@@ -85,33 +83,6 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "min_learning_rate": self.min_learning_rate,
             "name": self.name,
-        }
-
-
-@keras.saving.register_keras_serializable(package="tfvit")
-class PerUpdateSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Evaluate ``schedule`` at the number of updates when the step counter counts micro-batches.
-
-    Keras's ``Optimizer(gradient_accumulation_steps=N)`` calls its schedule with the micro-step count k
-    and updates at k = N u + N - 1 (u = 0, 1, ...). This wrapper returns ``schedule(k // N)``, so update
-    u uses ``schedule(u)`` exactly as it would without accumulation, and warmup lengths stay in updates.
-    """
-
-    def __init__(self, schedule, accumulation_steps):
-        if isinstance(schedule, dict):
-            schedule = keras.optimizers.schedules.deserialize(schedule)
-        if not callable(schedule):
-            raise ValueError(f"schedule must be a LearningRateSchedule, got {schedule!r}.")
-        self.schedule = schedule
-        self.accumulation_steps = check.positive_int("accumulation_steps", accumulation_steps)
-
-    def __call__(self, step):
-        return self.schedule(ops.floor_divide(ops.cast(step, "int64"), self.accumulation_steps))
-
-    def get_config(self):
-        return {
-            "schedule": keras.optimizers.schedules.serialize(self.schedule),
-            "accumulation_steps": self.accumulation_steps,
         }
 
 
