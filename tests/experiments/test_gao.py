@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -8,20 +9,24 @@ BASE = RunConfig(dataset="cifar10", model="swin_cifar_patch2_window4_32", batch_
                  learning_rate=1e-3)
 
 
+def accumulating(accum):
+    return dataclasses.replace(BASE, accum=accum)
+
+
 @pytest.mark.parametrize("scaling, factor", [("none", 1.0), ("linear", 4.0), ("sqrt", 2.0)])
 def test_plan_scales_the_rate_from_the_micro_batch(scaling, factor):
-    accumulated, effective = gao.plan(BASE, 4, compare=True, baseline="effective", lr_scaling=scaling)
+    accumulated, effective = gao.plan(accumulating(4), compare=True, baseline="effective", lr_scaling=scaling)
     assert (accumulated.batch_size, accumulated.accum, accumulated.micro_batch) == (128, 4, 32)
     assert (effective.batch_size, effective.accum) == (128, 1)
     # Same effective batch: same rate, whatever the scaling; 4x the micro-batch: rate x factor.
     assert math.isclose(accumulated.learning_rate, 1e-3 * factor)
     assert math.isclose(effective.learning_rate, accumulated.learning_rate)
-    _, micro = gao.plan(BASE, 4, compare=True, baseline="micro", lr_scaling=scaling)
+    _, micro = gao.plan(accumulating(4), compare=True, baseline="micro", lr_scaling=scaling)
     assert (micro.batch_size, micro.accum, micro.learning_rate) == (32, 1, 1e-3)
 
 
 def test_sweep_covers_the_paper_grid():
-    runs = gao.plan(BASE, 2, compare=True, sweep=True)
+    runs = gao.plan(accumulating(2), compare=True, sweep=True)
     grid = {(r.batch_size, r.epochs) for r in runs if r.group == "accumulation"}
     assert grid == {(b, e) for b in (32, 64, 128) for e in (10, 20, 50)}
     assert len(runs) == 18 and len({r.name for r in runs}) == 18
@@ -29,9 +34,11 @@ def test_sweep_covers_the_paper_grid():
 
 def test_plan_rejects_bad_requests():
     with pytest.raises(ValueError, match="baseline"):
-        gao.plan(BASE, 4, compare=True, baseline="large")
-    with pytest.raises(ValueError, match="larger than the effective batch"):
-        gao.plan(BASE, 256)
+        gao.plan(accumulating(4), compare=True, baseline="large")
+    with pytest.raises(ValueError, match="larger than the batch size 128"):
+        gao.plan(accumulating(256))
+    with pytest.raises(ValueError, match="larger than the batch size 32"):  # the sweep's smallest batch
+        gao.plan(accumulating(64), sweep=True)
 
 
 def result(group, batch, accum, accuracy, seconds, losses=(2.0, 1.5, 1.0), precision="float32", batch_norm=False,

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from tfvit.experiments.run import RunConfig
+from tfvit.experiments import RunConfig
 from tfvit.training import device_defaults
 from tfvit.training.device_defaults import choose, cpu_flags, resolve
 

@@ -57,6 +57,14 @@ def check_request(name, split, label_mode="fine", limit=None):
     return info
 
 
+def data_folder(data_dir=None):
+    """The folder the owners' files are read from: ``data_dir``, else ``$TFVIT_DATA_DIR`` (a user-facing
+    default, read here only), else None. Returns (folder or None, the name of where it came from)."""
+    if data_dir is not None:
+        return os.fspath(data_dir), "data_dir"
+    return os.environ.get("TFVIT_DATA_DIR") or None, "TFVIT_DATA_DIR"
+
+
 def load_arrays(name, split="train", data_dir=None, limit=None, label_mode="fine"):
     """``(images, labels)`` of one split straight from the files: uint8 (N, H, W, C) and int64 (N,).
 
@@ -66,11 +74,10 @@ def load_arrays(name, split="train", data_dir=None, limit=None, label_mode="fine
     info = check_request(name, split, label_mode, limit)
     label_key = "coarse_label" if label_mode == "coarse" else "label"
     searched = []
-    folder = data_dir if data_dir is not None else os.environ.get("TFVIT_DATA_DIR") or None
+    folder, origin = data_folder(data_dir)
     if folder is not None:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
-            origin = "data_dir" if data_dir is not None else "TFVIT_DATA_DIR"
             raise DataError(f"{origin}={str(folder)!r} is not a folder. Point it at the folder holding the "
                             f"{name} files: {info.expected_files()}.")
         found = _read_folder(info, split, folder, label_key, searched)

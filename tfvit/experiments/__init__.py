@@ -1,6 +1,7 @@
 """Study runs: a run configuration -> measured results -> tables and figures. Recipes wire these."""
 
 from tfvit.experiments.report import markdown_table, plot_runs, plot_study, write_tables
-from tfvit.experiments.run import RunConfig, run, run_all
+from tfvit.experiments.config import RunConfig
+from tfvit.experiments.run import run, run_all
 
 __all__ = ["RunConfig", "markdown_table", "plot_runs", "plot_study", "run", "run_all", "write_tables"]

@@ -1,25 +1,94 @@
-"""What the study recipes share on the command line: the run flags every study has, checkpoint
-arguments, and writing a study's tables and figure at the end."""
+"""What the study recipes share on the command line: every run flag, checkpoint arguments, and writing a
+study's tables at the end.
+
+Every recipe takes the same run flags (``add_run_arguments``), each with the recipe's own default where
+its study has one, and ``RunConfig.from_args`` turns them into the run configuration: one path from a
+flag to the train step. Values are checked when the flags are parsed, so a bad one ends in argparse's
+usage line naming the flag, before anything is loaded.
+"""
 
 import argparse
 import os
 
-from tfvit.experiments.report import write_tables
+from tfvit.data.info import DATASETS
+from tfvit.experiments.report import markdown_table, write_tables
+from tfvit.training.device_defaults import training_defaults
 
 
-def add_run_arguments(parser):
-    """The flags of every recipe: data location, precision, XLA, seed, log root, quick-run limits, output."""
-    parser.add_argument("--data-dir", help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")
-    parser.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"], default="auto",
-                        help="dtype policy (default auto: the fastest measured for this device, "
-                             "tfvit.training.training_defaults)")
-    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile train steps with XLA, or not (default: the device's fastest)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default="logs")
-    parser.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
-    parser.add_argument("--limit-test", type=int, default=0, help="use only the first N test images")
-    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
+def _number(kind, low=None, high=None, low_open=False, high_open=True, what=""):
+    """An argparse type: ``kind`` (int or float) within [low, high) (or the bounds given as open)."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above or value != value:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, 1, what="an integer >= 1")
+non_negative_int = _number(int, 0, what="an integer >= 0")
+positive_float = _number(float, 0.0, float("inf"), low_open=True, what="a number > 0")
+non_negative_float = _number(float, 0.0, float("inf"), what="a number >= 0")
+fraction = _number(float, 0.0, 1.0, what="a number in [0, 1)")
+
+
+def _drop_path(text):
+    """--drop-path: a rate in [0, 1), or a negative number for the model's own rate."""
+    value = _number(float, what="a number")(text)
+    return value if value < 0 else fraction(text)
+
+
+def add_run_arguments(parser, datasets=DATASETS, **defaults):
+    """Add the flags of every recipe to ``parser``: data, batch and accumulation, schedule, optimizer,
+    regularisation, precision and XLA, seed, log root, quick-run limits, output. ``defaults`` replace
+    the flags' defaults by destination name (``epochs=60``, ``lr=1e-4``, ``dataset="mnist"``, ...);
+    ``datasets`` are the dataset choices. Returns the parser."""
+    device = training_defaults()
+    flags = [
+        ("--dataset", dict(choices=sorted(datasets), default="cifar10")),
+        ("--data-dir", dict(help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")),
+        ("--epochs", dict(type=positive_int, default=10)),
+        ("--batch-size", dict(type=positive_int, default=128, help="effective batch per optimizer update")),
+        ("--accum", dict(type=positive_int, default=1,
+                         help="gradient accumulation: micro-batches per update, exact (the same update as the batch)")),
+        ("--lr", dict(type=positive_float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")),
+        ("--optimizer", dict(choices=["adamw", "sgd"], default="adamw")),
+        ("--weight-decay", dict(type=non_negative_float, help="decoupled weight decay (default: AdamW 0.05, SGD 1e-4)")),
+        ("--warmup-epochs", dict(type=non_negative_float, default=1.0)),
+        ("--label-smoothing", dict(type=fraction, default=0.0)),
+        ("--augment", dict(default="", help="comma-separated: crop_flip, randaugment, mixup, cutmix ('' for none)")),
+        ("--dropout", dict(type=fraction, default=0.0, help="dropout rate")),
+        ("--drop-path", dict(type=_drop_path, default=-1.0, help="stochastic depth rate (negative: the model's own)")),
+        ("--image-size", dict(type=non_negative_int, default=0, help="resize images to this side (0: the model's own)")),
+        ("--patience", dict(type=non_negative_int, default=0, help="early stopping patience in epochs (0: off)")),
+        ("--precision", dict(choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"], default="auto",
+                             help=f"dtype policy (auto: this device's fastest measured, here {device.precision})")),
+        ("--jit", dict(action=argparse.BooleanOptionalAction, default=None,
+                       help=f"compile train steps with XLA, or not (default: the device's fastest, here "
+                            f"{'--jit' if device.jit_compile else '--no-jit'})")),
+        ("--seed", dict(type=non_negative_int, default=0)),
+        ("--logdir", dict(default="logs", help="root of the runs, tables and figures (tensorboard --logdir)")),
+        ("--limit-train", dict(type=non_negative_int, default=0, help="use only the first N training images")),
+        ("--limit-test", dict(type=non_negative_int, default=0, help="use only the first N test images")),
+        ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
+    ]
+    unknown = set(defaults) - {flag[2:].replace("-", "_") for flag, _ in flags}
+    if unknown:
+        raise ValueError(f"add_run_arguments: no flags for the defaults {sorted(unknown)}.")
+    for flag, options in flags:
+        dest = flag[2:].replace("-", "_")
+        if dest in defaults:
+            options = dict(options, default=defaults[dest])
+        if "default" in options and options.get("action") is None:
+            options["help"] = (options.get("help", "") + " (default: %(default)s)").strip()
+        parser.add_argument(flag, **options)
     return parser
 
 
@@ -40,12 +109,20 @@ def existing_checkpoints(pairs):
     return checkpoints
 
 
-def write_study(results, out_dir, table, extra_lines=()):
-    """results.csv/.json/.md and study_table.md (``table`` plus ``extra_lines``); prints the table and paths."""
+def comma_list(text):
+    """The items of a comma-separated flag value, stripped, empty ones dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def write_study(results, out_dir, table=None, extra_lines=()):
+    """results.csv/.json/.md, and study_table.md when the study has its own ``table`` (plus ``extra_lines``);
+    prints the study's table (else the results table) and the paths written."""
     paths = write_tables(results, out_dir)
-    study_path = os.path.join(out_dir, "study_table.md")
-    with open(study_path, "w") as f:
-        f.write(table + "\n" + "".join(f"\n{line}" for line in extra_lines) + ("\n" if extra_lines else ""))
-    print("\n" + table + "\n")
-    print(f"tables: {study_path}, {paths['csv']}, {paths['md']}")
-    return study_path
+    written = [paths["md"], paths["csv"], paths["json"]]
+    if table is not None:
+        written.insert(0, os.path.join(out_dir, "study_table.md"))
+        with open(written[0], "w") as f:
+            f.write(table + "\n" + "".join(f"\n{line}" for line in extra_lines) + ("\n" if extra_lines else ""))
+    print("\n" + (markdown_table(results) if table is None else table) + "\n")
+    print(f"tables: {', '.join(written)}")
+    return written[0]

@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from tfvit.experiments.run import start_label
+from tfvit.experiments.config import start_label
+from tfvit.experiments.report import markdown
 
 VIT_MODELS = ("vit_tiny_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224")
 SWIN_MODELS = ("swin_tiny_patch4_window7_224", "swin_base_patch4_window7_224", "swin_large_patch4_window7_224")
@@ -55,18 +56,16 @@ def plan(base, models, modes, checkpoints=None):
 
 def study_table(results):
     """Test accuracy of each run beside the study's figure for the same model size and mode."""
-    lines = ["| model | mode | start | params (M) | trainable (M) | test acc | time/epoch (s) | study: test acc |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ["model", "mode", "start", "params (M)", "trainable (M)", "test acc", "time/epoch (s)", "study: test acc"]
+    body = []
     for r in results:
         config = r["config"]
         family = 0 if config["model"].startswith("vit") else 1
         paper = PUBLISHED.get((model_size(config["model"]), config["finetune"]))
-        lines.append(
-            f"| {config['model']} | {config['finetune']} | {start_label(config['pretrained'])} | "
-            f"{r['params'] / 1e6:.2f} | {r['trainable_params'] / 1e6:.2f} | {r['test_accuracy']:.4f} | "
-            f"{r['time_per_epoch']:.1f} | {f'{paper[family]:.2f}%' if paper else ''} |"
-        )
-    return "\n".join(lines)
+        body.append([config["model"], config["finetune"], start_label(config["pretrained"]),
+                     f"{r['params'] / 1e6:.2f}", f"{r['trainable_params'] / 1e6:.2f}", f"{r['test_accuracy']:.4f}",
+                     f"{r['time_per_epoch']:.1f}", f"{paper[family]:.2f}%" if paper else ""])
+    return markdown(header, body)
 
 
 def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", data_dir=None):
@@ -74,7 +73,7 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
     for the true class of each image; also written to TensorBoard under ``runs_dir/<method>``.
 
     Each model sees the images at its own resolution; the figure shows them at the first run's.
-    Returns the PNG path.
+    ``data_dir`` defaults to the runs' own (their configuration's). Returns the PNG path.
     """
     import keras
 
@@ -84,6 +83,7 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
     if not results:
         raise ValueError("saliency_figure needs at least one finished run.")
     dataset = results[0]["config"]["dataset"]
+    data_dir = data_dir or results[0]["config"].get("data_dir") or None  # where the runs read their data
     info = tfdata.dataset_info(dataset)
     maps, row_labels, tags, shown, labels = [], [], [], None, None
     for r in results:

@@ -19,7 +19,9 @@ mixed_float16's loss scaling may skip an overflowing update in one arm and not i
 """
 
 import dataclasses
+import os
 
+from tfvit.experiments.report import markdown
 from tfvit.training.schedules import scaled_learning_rate
 
 PAPER_BATCHES = (32, 64, 128)
@@ -28,29 +30,29 @@ DEFAULT_MODELS = {"cifar10": "swin_cifar_patch2_window4_32", "cifar100": "swin_c
                   "mnist": "swin_mnist_patch2_window4_28", "fashion_mnist": "swin_mnist_patch2_window4_28"}
 
 
-def plan(base, accum, compare=False, baseline="effective", lr_scaling="none", sweep=False,
+def plan(base, compare=False, baseline="effective", lr_scaling="none", sweep=False,
          batches=PAPER_BATCHES, epochs=PAPER_EPOCHS):
     """The RunConfigs of one study invocation.
 
-    ``base`` is a RunConfig whose ``batch_size`` is the effective batch and whose ``learning_rate`` is
-    the rate for the micro-batch size B / accum; each run's rate is scaled from there by the ratio of
-    its batch to that micro-batch (``lr_scaling``). ``sweep`` repeats everything over the paper's grid.
+    ``base`` is the accumulation run: its ``batch_size`` is the effective batch, split into ``accum``
+    micro-batches, and its ``learning_rate`` is the rate for the micro-batch size B / accum; each run's
+    rate is scaled from there by the ratio of its batch to that micro-batch (``lr_scaling``). ``compare``
+    adds the run without accumulation at the effective or the micro-batch size (``baseline``); ``sweep``
+    repeats everything over the paper's grid of batches and epochs.
     """
     if baseline not in ("effective", "micro"):
         raise ValueError(f"baseline must be 'effective' or 'micro', got {baseline!r}.")
     grid = [(b, e) for b in batches for e in epochs] if sweep else [(base.batch_size, base.epochs)]
     runs = []
     for batch, num_epochs in grid:
-        if accum > batch:
-            raise ValueError(f"accum={accum} is larger than the effective batch {batch}.")
-        micro = -(-batch // accum)
+        accumulated = dataclasses.replace(base, batch_size=batch, epochs=num_epochs, group="accumulation")
+        micro = accumulated.micro_batch
         lr = lambda size: scaled_learning_rate(base.learning_rate, size, micro, lr_scaling)
-        common = dict(batch_size=batch, epochs=num_epochs)
-        runs.append(dataclasses.replace(base, accum=accum, learning_rate=lr(batch), group="accumulation", **common))
+        runs.append(dataclasses.replace(accumulated, learning_rate=lr(batch)))
         if compare:
             size = batch if baseline == "effective" else micro
-            runs.append(dataclasses.replace(base, accum=1, learning_rate=lr(size), group=f"baseline-{baseline}",
-                                            batch_size=size, epochs=num_epochs))
+            runs.append(dataclasses.replace(accumulated, accum=1, batch_size=size, learning_rate=lr(size),
+                                            group=f"baseline-{baseline}"))
     return runs
 
 
@@ -128,9 +130,16 @@ def comparison_table(pairs):
             return f"{value:.1e}"
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(p[h], h) for h in header) + " |" for p in pairs]
+    lines = [markdown(header, [[fmt(p[h], h) for h in header] for p in pairs])]
     tolerances = ", ".join(f"{policy} {tolerance:.2g}" for policy, tolerance in LOSS_TOLERANCE.items())
     lines += ["", "largest loss difference: max over epochs of |accum - baseline| / |baseline| of the train and "
                   f"validation losses; tolerances: {tolerances}."]
     return "\n".join(lines)
+
+
+def write_comparison(results, out_dir):
+    """comparison.md of the study's pairs (empty without ``--compare``); returns the table."""
+    table = comparison_table(comparisons(results))
+    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
+        f.write(table + "\n")
+    return table

@@ -6,6 +6,8 @@ Tables 1 and 2.
 
 import dataclasses
 
+from tfvit.experiments.report import markdown
+
 PERFORMERS = [f"performer_{kernel}_{m}" for kernel in ("relu", "softmax") for m in (16, 32, 64, 128)]
 TABLE_MODELS = PERFORMERS + ["global", "swin"]            # the ten rows of the study's tables
 DEFAULT_MODELS = TABLE_MODELS + ["local2d", "local1d"]
@@ -55,11 +57,12 @@ def plan(base, models, swin_epochs=None):
 def study_table(results):
     """The study's table layout, with its published figures beside ours where it has them."""
     published = PUBLISHED.get(results[0]["config"]["dataset"], {}) if results else {}
-    lines = ["| model | train acc | val acc | val loss | epochs | time/epoch | time/step | study: train / val acc, "
-             "val loss, s/epoch, ms/step |", "|---|---|---|---|---|---|---|---|"]
+    header = ["model", "train acc", "val acc", "val loss", "epochs", "time/epoch", "time/step",
+              "study: train / val acc, val loss, s/epoch, ms/step"]
+    body = []
     for r in results:
         paper = published.get(r["group"])
-        paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}, {paper[2]:.4f}, {paper[4]}s, {paper[5]}ms" if paper else ""
-        lines.append(f"| {r['group']} | {r['train_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['test_loss']:.4f} | "
-                     f"{r['epochs_run']} | {r['time_per_epoch']:.1f}s | {1000 * r['time_per_step']:.0f}ms | {paper_text} |")
-    return "\n".join(lines)
+        body.append([r["group"], f"{r['train_accuracy']:.4f}", f"{r['test_accuracy']:.4f}", f"{r['test_loss']:.4f}",
+                     r["epochs_run"], f"{r['time_per_epoch']:.1f}s", f"{1000 * r['time_per_step']:.0f}ms",
+                     f"{paper[0]:.4f} / {paper[1]:.4f}, {paper[2]:.4f}, {paper[4]}s, {paper[5]}ms" if paper else ""])
+    return markdown(header, body)

@@ -32,11 +32,16 @@ def rows(results):
     return [[str(value(r)) for _, value in COLUMNS] for r in results]
 
 
-def markdown_table(results):
-    header = [name for name, _ in COLUMNS]
+def markdown(header, body):
+    """A Markdown table: ``header`` (column names) and ``body`` (rows of cells, turned into text)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in body]
     return "\n".join(lines)
+
+
+def markdown_table(results):
+    """The runs' table (``COLUMNS``) in Markdown."""
+    return markdown([name for name, _ in COLUMNS], rows(results))
 
 
 def write_tables(results, out_dir, stem="results"):

@@ -16,7 +16,8 @@ frozen backbone does. So its "fine-tuned" column is a linear probe of the pretra
 
 import dataclasses
 
-from tfvit.experiments.run import start_label
+from tfvit.experiments.config import start_label
+from tfvit.experiments.report import markdown
 
 # Problem 1 rows: study name -> registry model.
 PROBLEM1 = {
@@ -86,26 +87,26 @@ def plan_problem2(base, models=None, arms=ARMS, checkpoints=None):
 
 def problem1_table(results):
     """The study's problem-1 layout, ours beside its published figures."""
-    lines = ["| model | params (M) | MACs (M) | test acc (%) | time/epoch (s) | study: params (M), acc (%), FLOPs (M), "
-             "s/epoch |", "|---|---|---|---|---|---|"]
+    header = ["model", "params (M)", "MACs (M)", "test acc (%)", "time/epoch (s)",
+              "study: params (M), acc (%), FLOPs (M), s/epoch"]
+    body = []
     for r in results:
         paper = PUBLISHED1.get(r["group"])
-        paper_text = f"{paper[0]}, {paper[1]}, {paper[2]}, {paper[3]}" if paper else ""
-        lines.append(f"| {r['group']} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e6:.0f} | "
-                     f"{100 * r['test_accuracy']:.2f} | {r['time_per_epoch']:.1f} | {paper_text} |")
-    return "\n".join(lines)
+        body.append([r["group"], f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e6:.0f}", f"{100 * r['test_accuracy']:.2f}",
+                     f"{r['time_per_epoch']:.1f}", ", ".join(map(str, paper)) if paper else ""])
+    return markdown(header, body)
 
 
 def problem2_table(results):
     """Problem 2: each arm with what it starts from and trains, beside the study's column that ran the same."""
-    lines = ["| model | arm | start | trainable (M) | time/epoch (s) | test acc (%) | "
-             "study (its label): s/epoch, acc (%) |", "|---|---|---|---|---|---|---|"]
+    header = ["model", "arm", "start", "trainable (M)", "time/epoch (s)", "test acc (%)",
+              "study (its label): s/epoch, acc (%)"]
+    body = []
     for r in results:
         label, arm = r["group"].rsplit(" ", 1)
         column = STUDY_COLUMN[arm]
         paper = PUBLISHED2.get((label, column))
-        paper_text = f"({column}) {paper[0]:.0f}, {paper[1]:.2f}" if paper else "(no such run)"
-        lines.append(f"| {label} | {arm} | {start_label(r['config']['pretrained'])} | "
-                     f"{r['trainable_params'] / 1e6:.2f} | {r['time_per_epoch']:.1f} | "
-                     f"{100 * r['test_accuracy']:.2f} | {paper_text} |")
-    return "\n".join(lines)
+        body.append([label, arm, start_label(r["config"]["pretrained"]), f"{r['trainable_params'] / 1e6:.2f}",
+                     f"{r['time_per_epoch']:.1f}", f"{100 * r['test_accuracy']:.2f}",
+                     f"({column}) {paper[0]:.0f}, {paper[1]:.2f}" if paper else "(no such run)"])
+    return markdown(header, body)

@@ -40,7 +40,7 @@ def closed_form_gradients():
 
     On JAX the automatic derivative is compiled and fused by XLA already; the plain formula leaves
     memory planning and rematerialisation to the compiler. ``TFVIT_CLOSED_FORM_GRADIENTS=0`` in the
-    environment turns them off (read when a model is traced): ``tools/elementwise_bench.py`` uses it
+    environment turns them off (read when a model is traced): ``python -m tools.elementwise_bench`` uses it
     to time a whole model both ways, and it rules them out when a gradient looks wrong. Off, bias
     gradients under bfloat16 are TensorFlow's, which are wrong (tfvit/layers/bias.py).
     """

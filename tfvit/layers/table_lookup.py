@@ -5,7 +5,7 @@ The gradient of ``table[indices]`` with respect to the table is the scatter-add
 On TensorFlow, ``tf.gather`` (``keras.ops.take``) hands it to the optimizer as a ``tf.IndexedSlices``
 of the unsummed rows, one per index, repeated indices included. Keras 3's Adam and AdamW update such
 a gradient row by row: the first moment receives the sum of the rows (correct), the second moment
-the sum of their squares instead of the square of their sum (``tools/sparse_adam_check.py``
+the sum of their squares instead of the square of their sum (``python -m tools.sparse_adam_check``
 reproduces it). Swin's relative-position bias table is read 2401 times through 169 rows for a 7 x 7
 window, so every plain ``fit`` with Adam trained it with a wrong second moment. ``take_rows`` does
 the scatter-add itself (``unsorted_segment_sum``) and returns the gradient as a dense tensor, which

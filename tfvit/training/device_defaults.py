@@ -1,19 +1,11 @@
 """The fastest training settings for the machine: the mixed-precision policy and whether to compile with XLA.
 
-What tools/benchmark.py measured on the 2-core CPU that tfvit is developed on (an AMD EPYC with
-AVX512-BF16), training the CIFAR ViT and Swin at batch 128 (images/s, medians of 3 interleaved rounds):
-
-    precision        XLA    CIFAR ViT   CIFAR Swin
-    float32          yes        156         143
-    float32          no         131         123
-    mixed_bfloat16   yes        125         140
-    mixed_bfloat16   no         169         166
-
-oneDNN's bfloat16 matrix products run at twice float32's rate (402 vs 206 GFLOP/s for a
-2048 x 2048 matmul), but only outside XLA: XLA's CPU backend does not use them, and its bfloat16
-matmul is no faster than its float32 one. So a CPU that has bfloat16 matrix instructions (AMX-BF16
-or AVX512-BF16) trains fastest in mixed_bfloat16 without XLA; on any other CPU bfloat16 would be
-emulated, and float32 with XLA (which fuses the element-wise work between the products) wins.
+oneDNN's bfloat16 matrix products run at twice float32's rate, but only outside XLA: XLA's CPU backend
+does not use them, and its bfloat16 matmul is no faster than its float32 one. So a CPU that has bfloat16
+matrix instructions (AMX-BF16 or AVX512-BF16) trains fastest in mixed_bfloat16 without XLA; on any other
+CPU bfloat16 would be emulated, and float32 with XLA (which fuses the element-wise work between the
+products) wins. The README's "Defaults per device" gives the figures, measured with
+``python -m tools.benchmark``.
 
 On a GPU the choice is the usual one, not yet measured by tfvit: XLA, and bfloat16 on compute
 capability 8.0 or newer (Ampere on; same exponent range as float32, no loss scaling), float16 with
