@@ -20,6 +20,7 @@ Anything missing or damaged raises ``DataError`` naming the file, what is wrong 
 
 import gzip
 import io
+import logging
 import numbers
 import os
 import pickle
@@ -283,9 +284,18 @@ def _read_tfds(info, split, label_key, limit, searched):
     """The split from tensorflow-datasets, downloading and preparing it first only when that can work."""
     import tensorflow_datasets as tfds  # imported here: it is slow to import and only this fallback needs it
 
-    builder = tfds.builder(info.tfds_name)
+    # tfds warns through absl about a half-made local copy ("has no dataset_info.json"); what is missing and
+    # what to do is said in the DataError below instead.
+    absl_logger = logging.getLogger("absl")
+    previous = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        builder = tfds.builder(info.tfds_name)
+        prepared = builder.is_prepared()
+    finally:
+        absl_logger.setLevel(previous)
     searched.append(f"tensorflow-datasets' copy in {builder.data_dir}")
-    if not builder.is_prepared():
+    if not prepared:
         blocker = download_blocker(info)
         if blocker:
             raise DataError(_not_found(info, split, searched, blocker))

@@ -48,7 +48,12 @@ def _gpu_compute_capability():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+        from tfvit._quiet_import import filtered_native_stderr
+
+        # Without a GPU (or its driver) the first query logs "failed call to cuInit" as an error: it only
+        # says there is no GPU, which the choice below reports in words.
+        with filtered_native_stderr(expected=("failed call to cuInit",)):
+            gpus = tf.config.list_physical_devices("GPU")
         if not gpus:
             return None
         return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)))
