@@ -237,6 +237,16 @@ def test_peak_resident_memory_as_a_context_manager(method):
     assert fixed.peak_mb >= 0.9 * resident_mb()  # a real RSS, not 0
 
 
+def test_training_speed_marks_the_first_epoch_of_every_fit_as_traced():
+    """A resumed process starts a new fit: its first epoch builds the step again and is marked too."""
+    x, y = data()
+    model = compiled_model()
+    first = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[TrainingSpeed(BATCH)]).history
+    resumed = model.fit(x, y, batch_size=BATCH, initial_epoch=2, epochs=4, verbose=0,
+                        callbacks=[TrainingSpeed(BATCH)]).history
+    assert first["traced"] == [1.0, 0.0] and resumed["traced"] == [1.0, 0.0]
+
+
 def test_training_speed_counts_images_without_batch_size():
     """No batch_size: images come from the loss mean's count, short last batch included (60 = 7*8 + 4)."""
     x, y = data(60)

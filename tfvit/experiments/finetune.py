@@ -56,7 +56,8 @@ def plan(base, models, modes, checkpoints=None):
 
 def study_table(results):
     """Test accuracy of each run beside the study's figure for the same model size and mode."""
-    header = ["model", "mode", "start", "params (M)", "trainable (M)", "test acc", "time/epoch (s)", "study: test acc"]
+    header = ["model", "mode", "start", "params (M)", "trainable (M)", "test acc", "time/epoch (s, steady)",
+              "study: test acc"]
     body = []
     for r in results:
         config = r["config"]

@@ -57,7 +57,7 @@ def plan(base, models, swin_epochs=None):
 def study_table(results):
     """The study's table layout, with its published figures beside ours where it has them."""
     published = PUBLISHED.get(results[0]["config"]["dataset"], {}) if results else {}
-    header = ["model", "train acc", "val acc", "val loss", "epochs", "time/epoch", "time/step",
+    header = ["model", "train acc", "val acc", "val loss", "epochs", "time/epoch (steady)", "time/step (steady)",
               "study: train / val acc, val loss, s/epoch, ms/step"]
     body = []
     for r in results:

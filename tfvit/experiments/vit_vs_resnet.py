@@ -87,7 +87,7 @@ def plan_problem2(base, models=None, arms=ARMS, checkpoints=None):
 
 def problem1_table(results):
     """The study's problem-1 layout, ours beside its published figures."""
-    header = ["model", "params (M)", "MACs (M)", "test acc (%)", "time/epoch (s)",
+    header = ["model", "params (M)", "MACs (M)", "test acc (%)", "time/epoch (s, steady)",
               "study: params (M), acc (%), FLOPs (M), s/epoch"]
     body = []
     for r in results:
@@ -99,7 +99,7 @@ def problem1_table(results):
 
 def problem2_table(results):
     """Problem 2: each arm with what it starts from and trains, beside the study's column that ran the same."""
-    header = ["model", "arm", "start", "trainable (M)", "time/epoch (s)", "test acc (%)",
+    header = ["model", "arm", "start", "trainable (M)", "time/epoch (s, steady)", "test acc (%)",
               "study (its label): s/epoch, acc (%)"]
     body = []
     for r in results:

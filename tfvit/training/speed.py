@@ -34,6 +34,8 @@ class TrainingSpeed(keras.callbacks.Callback):
       B. Without ``batch_size``, the images are counted by the sample-weighted loss mean that Keras's
       ``train_step`` (and ``GradientAccumulationModel``) updates, which also counts a short last batch
       exactly; if the model has no such tracker, the value is left out.
+    - ``traced``: 1 for the first epoch of each ``fit`` call, whose time includes building the step
+      (tracing, XLA compilation), also in a resumed process; 0 for the others, the steady state.
     - ``peak_memory_mb``: peak resident memory of the process during the epoch, in MiB (see
       ``memory``): host memory, which holds the model and data on CPU.
     - ``gpu_peak_memory_mb``: where GPUs exist, TensorFlow's allocator peak during the epoch, in MiB,
@@ -62,6 +64,7 @@ class TrainingSpeed(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._probe = PeakResidentMemory(self.memory, self.sample_interval)
+        self._traced = True  # the first epoch of a fit call builds (traces, compiles) its step functions
         self._probe.start()
         self._gpus = [f"GPU:{i}" for i in range(len(tf.config.list_logical_devices("GPU")))]
         try:
@@ -100,6 +103,8 @@ class TrainingSpeed(keras.callbacks.Callback):
         if logs is None:
             return
         logs["epoch_time"] = time.perf_counter() - self._epoch_start
+        logs["traced"] = float(self._traced)
+        self._traced = False
         if self._batches:
             logs["step_time"] = self._busy / self._batches
             images = self.batch_size * self._batches if self.batch_size else self._images
