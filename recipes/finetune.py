@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfvit.experiments import RunConfig, finetune, plot_runs, run_all  # noqa: E402
 from tfvit.experiments.cli import (  # noqa: E402
-    add_run_arguments, checkpoint_pair, comma_list, existing_checkpoints, write_study,
+    add_run_arguments, checkpoint_pair, comma_list, existing_checkpoints, prepare_logdir, run_recipe, write_study,
 )
 from tfvit.experiments.config import start_label  # noqa: E402
 from tfvit.models import list_models  # noqa: E402
@@ -52,6 +52,7 @@ def main(argv=None):
         print(f"{model}: {start_label(checkpoints.get(model, ''))}"
               + ("" if model in checkpoints else " (no --checkpoint given for it)"))
     out_dir = os.path.join(args.logdir, "finetune", args.dataset)
+    prepare_logdir(args.logdir)
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, finetune.study_table(results))
     print(f"curves: {plot_runs(results, os.path.join(out_dir, 'curves.png'), title=f'Fine-tuning on {args.dataset}')}")
@@ -63,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

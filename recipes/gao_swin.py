@@ -18,7 +18,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfvit.experiments import RunConfig, gao, plot_runs, run_all  # noqa: E402
-from tfvit.experiments.cli import add_run_arguments, write_study  # noqa: E402
+from tfvit.experiments.cli import add_run_arguments, prepare_logdir, run_recipe, write_study  # noqa: E402
+from tfvit.models import model_config  # noqa: E402
 
 
 def parse(argv=None):
@@ -36,9 +37,12 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    if args.model:
+        model_config(args.model)  # an unknown name fails before any training, with the registry's suggestions
     base = RunConfig.from_args(args, model=args.model or gao.DEFAULT_MODELS[args.dataset])
     runs = gao.plan(base, compare=args.compare, baseline=args.baseline, lr_scaling=args.lr_scaling, sweep=args.sweep)
     out_dir = os.path.join(args.logdir, "gao_swin", args.dataset)
+    prepare_logdir(args.logdir)
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir)
     comparison = gao.write_comparison(results, out_dir)
@@ -50,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

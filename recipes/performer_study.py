@@ -16,7 +16,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfvit.experiments import RunConfig, performer, plot_study, run_all  # noqa: E402
-from tfvit.experiments.cli import add_run_arguments, comma_list, write_study  # noqa: E402
+from tfvit.experiments.cli import add_run_arguments, comma_list, prepare_logdir, run_recipe, write_study  # noqa: E402
 
 
 def parse(argv=None):
@@ -34,6 +34,7 @@ def main(argv=None):
         performer.registry_name(m, args.dataset)  # unknown names fail before any training
     runs = performer.plan(RunConfig.from_args(args, model=""), args.models, swin_epochs=args.swin_epochs)
     out_dir = os.path.join(args.logdir, "performer_study", args.dataset)
+    prepare_logdir(args.logdir)
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, performer.study_table(results))
     figure = plot_study(results, os.path.join(out_dir, "study.png"), title=f"Attention variants on {args.dataset}")
@@ -41,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfvit.experiments import RunConfig, plot_runs, run_all  # noqa: E402
 from tfvit.experiments import vit_vs_resnet as study  # noqa: E402
 from tfvit.experiments.cli import (  # noqa: E402
-    add_run_arguments, checkpoint_pair, comma_list, existing_checkpoints, write_study,
+    add_run_arguments, checkpoint_pair, comma_list, existing_checkpoints, prepare_logdir, run_recipe, write_study,
 )
 
 
@@ -55,8 +55,9 @@ def main(argv=None):
     for line in skipped:
         print(f"not run: {line}")
     if not runs:
-        raise SystemExit("nothing to run: " + "; ".join(skipped))
+        raise SystemExit("error: nothing to run: " + "; ".join(skipped))
     out_dir = os.path.join(args.logdir, "vit_vs_resnet", f"problem{args.problem}_{dataset}")
+    prepare_logdir(args.logdir)
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, tabulate(results), [f"not run: {line}" for line in skipped])
     curves = plot_runs(results, os.path.join(out_dir, "curves.png"),
@@ -65,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

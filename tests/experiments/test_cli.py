@@ -1,5 +1,8 @@
 import argparse
 import dataclasses
+import importlib
+import json
+import os
 
 import pytest
 
@@ -8,6 +11,10 @@ from tfvit.experiments import RunConfig
 from tfvit.experiments.cli import add_run_arguments, checkpoint_pair, existing_checkpoints
 from tfvit.experiments.config import FLAG_FIELDS
 from tfvit.training import training_defaults
+from tfvit.training.resume import TrainingInterrupted, resume_epoch
+
+# The module (tfvit.experiments.run is also the name of its function ``run``, which the package exports).
+run_module = importlib.import_module("tfvit.experiments.run")
 
 RECIPES = {"gao_swin": [], "performer_study": [], "finetune": [], "vit_vs_resnet": ["--problem", "1"]}
 
@@ -58,7 +65,8 @@ def test_every_run_flag_sets_a_field_of_the_configuration():
     args = add_run_arguments(argparse.ArgumentParser()).parse_args([])
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     dropped = {dest for dest in vars(args) if FLAG_FIELDS.get(dest, dest) not in fields}
-    assert dropped == {"logdir", "verbose"}  # where results go and how much is printed: not the run itself
+    # Where results go, how much is printed and how errors are shown: not the run itself.
+    assert dropped == {"logdir", "verbose", "debug"}
 
 
 def test_the_data_folder_is_not_part_of_a_runs_identity():
@@ -66,3 +74,55 @@ def test_the_data_folder_is_not_part_of_a_runs_identity():
     there = dataclasses.replace(here, data_dir="/elsewhere")
     assert here.name == there.name and here.identity() == there.identity()
     assert here.name != dataclasses.replace(here, seed=1).name
+
+
+def _study(tmp_path):
+    """Four runs: a (2 epochs), b (4), c (3, one saved: 2 left) and d (finished earlier)."""
+    configs = [RunConfig(dataset="mnist", model="m", batch_size=8, epochs=epochs, group=group, precision="float32",
+                         jit=False) for group, epochs in (("a", 2), ("b", 4), ("c", 3), ("d", 5))]
+    os.makedirs(tmp_path / configs[2].name / "resume")
+    (tmp_path / configs[2].name / "resume" / "state.json").write_text(json.dumps({"epoch": 1, "callbacks": []}))
+    os.makedirs(tmp_path / configs[3].name)
+    (tmp_path / configs[3].name / "result.json").write_text(json.dumps({"config": dataclasses.asdict(configs[3])}))
+    return configs
+
+
+def test_run_all_estimates_the_time_left_from_the_epochs_it_timed(tmp_path, monkeypatch, capsys):
+    configs = _study(tmp_path)
+    clock = [0.0]
+    monkeypatch.setattr(run_module.time, "perf_counter", lambda: clock[0])
+
+    def fake_run(config, logdir, verbose):  # 30 s per epoch trained, 5 s of building and evaluating
+        if run_module.finished_result(config, os.path.join(logdir, config.name)) is None:
+            clock[0] += 5 + 30 * (config.epochs - resume_epoch(os.path.join(logdir, config.name, "resume")))
+        return {"epochs_run": config.epochs}
+
+    monkeypatch.setattr(run_module, "run", fake_run)
+    run_module.run_all(configs, str(tmp_path), verbose=1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert lines[0] == f"[1/4] a: {configs[0].name}"  # nothing timed yet
+    # After a: 65 s over 2 epochs; b, c and d have 4 + 2 + 0 epochs to train: 195 s.
+    assert lines[1] == f"[2/4] b: {configs[1].name} (estimate: about 3 min left in the study)"
+    # After b: 190 s over 6 epochs; c has 2 left.
+    assert lines[2] == f"[3/4] c: {configs[2].name} (estimate: about 63 s left in the study)"
+    assert lines[3] == f"[4/4] d: {configs[3].name}"  # finished earlier: nothing left to estimate
+
+    run_module.run_all(configs, str(tmp_path), verbose=0)
+    assert "estimate" not in capsys.readouterr().out
+    assert [run_module.duration_text(s) for s in (0.2, 89, 100, 5399, 5400 + 9 * 360)] == [
+        "1 s", "89 s", "2 min", "90 min", "2.4 h"]
+
+
+def test_an_interrupt_in_a_study_says_which_run(tmp_path, monkeypatch):
+    configs = _study(tmp_path)
+
+    def fake_run(config, logdir, verbose):
+        if config.group == "b":
+            raise TrainingInterrupted(config.name, 1, config.epochs)
+        return {"epochs_run": config.epochs}
+
+    monkeypatch.setattr(run_module, "run", fake_run)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_module.run_all(configs, str(tmp_path), verbose=0)
+    assert stopped.value.study == (2, 4)
+    assert str(stopped.value).startswith(f"interrupted in epoch 2/4 of {configs[1].name} (run 2/4 of the study); ")

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfvit.training import GradientAccumulationModel
-from tfvit.training.resume import fit_resumable, resume_epoch
+from tfvit.training.resume import TrainingInterrupted, fit_resumable, resume_epoch
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(48, 6)).astype("float32"), RNG.integers(0, 3, 48)
@@ -38,12 +38,19 @@ def make_trainer():
 
 
 class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
+    """Ctrl-C at the start of 0-based ``epoch`` (or at its ``batch``-th batch)."""
+
+    def __init__(self, epoch, batch=None):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.batch, self.current = epoch, batch, None
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
+        self.current = epoch
+        if epoch == self.epoch and self.batch is None:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
             raise KeyboardInterrupt
 
 
@@ -92,3 +99,26 @@ def test_state_from_another_configuration_is_refused(tmp_path):
     other.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match="different configuration"):
         fit_resumable(other, dataset_from_epoch, 2, tmp_path, 4, verbose=0)
+
+
+@pytest.mark.parametrize("epoch, batch, saved", [(0, 1, 0), (1, None, 1), (3, 2, 3)])
+def test_an_interrupt_says_the_epoch_in_progress_and_the_epochs_saved(tmp_path, epoch, batch, saved):
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit_resumable(make_trainer(), dataset_from_epoch, 5, tmp_path, 4, verbose=0, name="the-run",
+                      callbacks=[InterruptAt(epoch, batch)])
+    interrupted = stopped.value
+    assert isinstance(interrupted, KeyboardInterrupt)  # still what Ctrl-C raises, for callers that catch that
+    assert (interrupted.saved, interrupted.epochs) == (saved, 5) == (resume_epoch(tmp_path), 5)
+    kept = {0: "no epoch is saved yet", 1: "epoch 1 is saved", 3: "epochs 1-3 are saved"}[saved]
+    assert str(interrupted) == f"interrupted in epoch {saved + 1}/5 of the-run; {kept}; run the same command to " \
+                               "continue"
+    assert isinstance(interrupted.__cause__, KeyboardInterrupt)
+
+
+def test_interrupted_messages_outside_the_epochs_and_in_a_study():
+    assert str(TrainingInterrupted("r", 2, 4, training=False)) == (
+        "interrupted before epoch 3/4 of r began; epochs 1-2 are saved; run the same command to continue")
+    assert str(TrainingInterrupted("r", 4, 4, training=False, study=(2, 3))) == (
+        "interrupted after the last epoch of r (run 2/3 of the study), before its result was written; "
+        "all 4 epochs are saved; run the same command to finish")
+    assert "(run" not in str(TrainingInterrupted("r", 0, 4, study=(1, 1)))

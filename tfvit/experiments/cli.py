@@ -5,14 +5,42 @@ Every recipe takes the same run flags (``add_run_arguments``), each with the rec
 its study has one, and ``RunConfig.from_args`` turns them into the run configuration: one path from a
 flag to the train step. Values are checked when the flags are parsed, so a bad one ends in argparse's
 usage line naming the flag, before anything is loaded.
+
+``run_recipe(main)`` runs a recipe as a command: a mistake of the user's (missing or damaged data, a
+setting tfvit refuses, a path that cannot be used) ends in one paragraph ``error: ...`` on stderr and exit
+status 1, Ctrl-C in one line saying which epochs are saved and exit status 130; ``--debug`` shows the
+traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
 import os
+import sys
+import tempfile
+import traceback
 
+import tfvit
+from tfvit.data import DataError
 from tfvit.data.info import DATASETS
 from tfvit.experiments.report import markdown_table, write_tables
 from tfvit.training.device_defaults import training_defaults
+from tfvit.training.resume import TrainingInterrupted
+
+# Paths the command line named (--logdir, --data-dir, --checkpoint; their defaults too): a file error about
+# one of them, or about a file under one, is the user's to fix (run_recipe prints it without a traceback).
+GIVEN_PATHS = set()
+# File errors that are the user's when they concern a path the user gave.
+PATH_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
+class UsageError(Exception):
+    """A recipe called in a way it cannot run (a name, a path, a combination of flags); the message says
+    which flag and what to do. ``run_recipe`` prints it without a traceback."""
+
+
+def _given_path(text):
+    """argparse type of the path flags: the path, remembered as one the user gave."""
+    GIVEN_PATHS.add(os.path.abspath(os.path.expanduser(text)))
+    return text
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=True, what=""):
@@ -53,7 +81,8 @@ def add_run_arguments(parser, datasets=DATASETS, **defaults):
     device = training_defaults()
     flags = [
         ("--dataset", dict(choices=sorted(datasets), default="cifar10")),
-        ("--data-dir", dict(help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")),
+        ("--data-dir", dict(type=_given_path,
+                            help="folder with the datasets' official files (else $TFVIT_DATA_DIR, then tfds)")),
         ("--epochs", dict(type=positive_int, default=10)),
         ("--batch-size", dict(type=positive_int, default=128, help="effective batch per optimizer update")),
         ("--accum", dict(type=positive_int, default=1,
@@ -74,10 +103,12 @@ def add_run_arguments(parser, datasets=DATASETS, **defaults):
                        help=f"compile train steps with XLA, or not (default: the device's fastest, here "
                             f"{'--jit' if device.jit_compile else '--no-jit'})")),
         ("--seed", dict(type=non_negative_int, default=0)),
-        ("--logdir", dict(default="logs", help="root of the runs, tables and figures (tensorboard --logdir)")),
+        ("--logdir", dict(type=_given_path, default="logs",
+                          help="root of the runs, tables and figures (tensorboard --logdir)")),
         ("--limit-train", dict(type=non_negative_int, default=0, help="use only the first N training images")),
         ("--limit-test", dict(type=non_negative_int, default=0, help="use only the first N test images")),
         ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
+        ("--debug", dict(action="store_true", help="show the traceback of an error instead of one paragraph")),
     ]
     unknown = set(defaults) - {flag[2:].replace("-", "_") for flag, _ in flags}
     if unknown:
@@ -97,7 +128,7 @@ def checkpoint_pair(text):
     model, sep, path = text.partition("=")
     if not sep or not model.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"expected MODEL=PATH.safetensors, got {text!r}")
-    return model.strip(), path.strip()
+    return model.strip(), _given_path(path.strip())
 
 
 def existing_checkpoints(pairs):
@@ -107,6 +138,100 @@ def existing_checkpoints(pairs):
         if not os.path.exists(path):
             raise FileNotFoundError(f"checkpoint {path!r} does not exist.")
     return checkpoints
+
+
+def prepare_logdir(path, flag="--logdir"):
+    """Create the log root ``path`` (given as ``flag``) and check that files can be written in it, before any
+    training; returns ``path``. Raises UsageError naming the flag and the reason."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is a file, not a folder: give a folder for the runs, tables and figures "
+                         f"(it is created if missing).")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if isinstance(error, (NotADirectoryError, FileExistsError)):
+            reason = "part of the path is a file, not a folder"
+        raise UsageError(f"{flag} {path!r} cannot be used: {reason} ({error.filename or path}). Give a folder "
+                         f"where this user can create files.") from error
+    return path
+
+
+def _under(path, folders):
+    path = os.path.abspath(path)
+    return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
+
+
+def user_error(error, code_folders=()):
+    """Whether ``error`` is the user's to fix, not a bug: DataError and UsageError; a ValueError raised by a
+    ``raise`` statement of tfvit's code or of ``code_folders`` (the recipes): its own checks, e.g. an unknown
+    model name or an ``accum`` larger than the batch; a file error (``PATH_ERRORS``) about a path the command
+    line gave, or raised with its own message (no file name) by that code."""
+    if isinstance(error, (DataError, UsageError)):
+        return True
+    # One of tfvit's own checks: a ``raise`` statement in its code (not, say, numpy failing inside a call from it).
+    frames = traceback.extract_tb(error.__traceback__)
+    raised_by_us = bool(frames) and (frames[-1].line or "").startswith("raise ") and _under(
+        frames[-1].filename, [os.path.dirname(tfvit.__file__), *code_folders])
+    if isinstance(error, PATH_ERRORS):
+        names = [n for n in (error.filename, error.filename2) if isinstance(n, (str, bytes, os.PathLike))]
+        if names:
+            return any(_under(os.fsdecode(n), GIVEN_PATHS) for n in names)
+        return raised_by_us
+    return isinstance(error, ValueError) and raised_by_us
+
+
+def error_text(error):
+    """The one paragraph ``run_recipe`` prints for a user's error."""
+    def path(name):
+        return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"{path(error.filename)}: {error.strerror}"
+        if error.filename2 is not None:
+            text += f" ({path(error.filename2)})"
+    else:
+        text = str(error).strip() or type(error).__name__
+    return f"error: {text}"
+
+
+def _debug_flag(argv):
+    """Whether ``argv`` asks for ``--debug`` (read before the recipe parses it, as argparse would)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--debug", action="store_true")
+    try:
+        return parser.parse_known_args(argv)[0].debug
+    except SystemExit:  # an ambiguous abbreviation: the recipe's own parser will say so
+        return False
+
+
+def run_recipe(main, argv=None):
+    """Run a recipe's ``main(argv)`` as a command (``if __name__ == "__main__": run_recipe(main)``).
+
+    A user's error (``user_error``) prints ``error: <message>`` (one paragraph) on stderr and exits with
+    status 1; Ctrl-C prints one line on stderr (for a run: the epoch it stopped in and the epochs saved,
+    ``TrainingInterrupted``) and exits with 130, as shells report SIGINT. With ``--debug`` both are raised
+    with their traceback; any other exception always is. argparse's own errors exit with 2 as usual."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug_flag(argv)
+    source = getattr(getattr(main, "__code__", None), "co_filename", None)
+    code_folders = [os.path.dirname(os.path.abspath(source))] if source else []
+    try:
+        return main(argv)
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            raise
+        sys.stdout.flush()
+        print(str(interrupt) if isinstance(interrupt, TrainingInterrupted) else "interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        if debug or not user_error(error, code_folders):
+            raise
+        sys.stdout.flush()
+        print(error_text(error), file=sys.stderr)
+        sys.exit(1)
 
 
 def comma_list(text):

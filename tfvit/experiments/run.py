@@ -23,7 +23,7 @@ from tfvit.training.callbacks import standard_callbacks
 from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.precision import precision
-from tfvit.training.resume import fit_resumable
+from tfvit.training.resume import TrainingInterrupted, epochs_text, fit_resumable, resume_epoch
 from tfvit.training.schedules import WarmupCosineDecay, steps_per_epoch
 
 
@@ -44,12 +44,21 @@ def _history(run_dir):
     return columns
 
 
-def _mean_after_first(values):
-    """Mean per-epoch figure, leaving out the first epoch (tracing and XLA compilation) when there are more."""
-    values = [v for v in values if np.isfinite(v)]
-    if not values:
-        return float("nan")
-    return float(np.mean(values[1:] if len(values) > 1 else values))
+def steady_mean(history, key):
+    """Mean of ``history[key]`` over the epochs that built no step function (``traced`` 0: not the first
+    epoch of a process's fit, which traces and compiles), so a resumed run's retrace is left out too; the
+    mean of all epochs when every one traced (a one-epoch run), nan without values."""
+    values = np.asarray(history.get(key, []), dtype=float)
+    traced = np.asarray(history.get("traced", [1.0] + [0.0] * (len(values) - 1)), dtype=float)[:len(values)]
+    steady = values[(traced == 0) & np.isfinite(values)]
+    finite = values[np.isfinite(values)]
+    return float(np.mean(steady)) if len(steady) else float(np.mean(finite)) if len(finite) else float("nan")
+
+
+def first_epoch_time(history):
+    """Seconds of the run's first epoch, which includes tracing and compiling the steps (nan without)."""
+    times = history.get("epoch_time", [])
+    return float(times[0]) if times else float("nan")
 
 
 def finished_result(config, run_dir):
@@ -99,7 +108,9 @@ def compile_trainer(config, model, updates_per_epoch):
 def run(config, logdir="logs", verbose=1):
     """Train and evaluate ``config``; return its result dictionary (also saved as result.json).
 
-    The configuration's precision policy holds while the model is built and trained and is put back
+    With ``verbose``, says when the run finished earlier (its result is read back) or resumes a saved
+    state. Ctrl-C comes out as ``tfvit.training.resume.TrainingInterrupted`` naming the run and the epochs
+    saved. The configuration's precision policy holds while the model is built and trained and is put back
     afterwards, also when training fails."""
     run_dir = os.path.join(logdir, config.name)
     result = finished_result(config, run_dir)
@@ -107,8 +118,18 @@ def run(config, logdir="logs", verbose=1):
         if verbose:
             print(f"{config.name}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
         return result
-    with precision(config.precision):
-        result = _train_and_evaluate(config, run_dir, verbose)
+    resume_dir = os.path.join(run_dir, "resume")
+    saved = resume_epoch(resume_dir)
+    if verbose and saved:
+        print(f"resuming {config.name} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
+              f"{config.name}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
+    try:
+        with precision(config.precision):
+            result = _train_and_evaluate(config, run_dir, verbose)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
+        raise TrainingInterrupted(config.name, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
     with open(os.path.join(run_dir, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -140,7 +161,7 @@ def _train_and_evaluate(config, run_dir, verbose):
     started = time.perf_counter()
     fit_resumable(
         trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs,
-        os.path.join(run_dir, "resume"), updates_per_epoch, callbacks=callbacks,
+        os.path.join(run_dir, "resume"), updates_per_epoch, callbacks=callbacks, name=config.name,
         validation_data=test, verbose=verbose,
     )
     wall = time.perf_counter() - started
@@ -161,9 +182,11 @@ def _train_and_evaluate(config, run_dir, verbose):
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "best_test_accuracy": max(history.get("val_accuracy", [float("nan")])),
-        "time_per_epoch": _mean_after_first(history.get("epoch_time", [])),
-        "time_per_step": _mean_after_first(history.get("step_time", [])),
-        "images_per_second": _mean_after_first(history.get("images_per_second", [])),
+        # Steady state: the epochs that did not trace (see steady_mean); the first epoch on its own.
+        "time_per_epoch": steady_mean(history, "epoch_time"),
+        "first_epoch_time": first_epoch_time(history),
+        "time_per_step": steady_mean(history, "step_time"),
+        "images_per_second": steady_mean(history, "images_per_second"),
         "peak_memory_mb": max(history.get("peak_memory_mb", [float("nan")])),
         "wall_time_this_call": wall,
         "params": stats.params,
@@ -175,10 +198,56 @@ def _train_and_evaluate(config, run_dir, verbose):
     }
 
 
+def epochs_left(config, logdir):
+    """Epochs ``config`` still has to train under ``logdir``: 0 when it finished earlier, else its epochs
+    less those its resume state holds."""
+    run_dir = os.path.join(logdir, config.name)
+    if finished_result(config, run_dir) is not None:
+        return 0
+    return max(config.epochs - resume_epoch(os.path.join(run_dir, "resume")), 0)
+
+
+def duration_text(seconds):
+    """A rough duration: "40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def run_all(configs, logdir, verbose=1):
-    """``run`` each configuration in turn, announcing it; returns the results in order."""
-    results = []
+    """``run`` each configuration in turn, announcing it as ``[i/n] <group>: <name>``; returns the results
+    in order.
+
+    With ``verbose``, once a run has trained in this call, each announcement ends with an estimate of the
+    study's time left: the seconds per epoch measured in this call (the whole time of the runs that
+    trained, data, building, compiling and evaluation included, over the epochs they trained) times the
+    epochs the runs from this one on still have to train (finished runs none, resumed runs those after
+    their saved state). It takes every epoch to cost the same, so it is rough when the runs differ in
+    model or data size, and it is an upper bound when early stopping ends runs sooner. A Ctrl-C says
+    which run of the study it stopped (``TrainingInterrupted.study``)."""
+    configs = list(configs)
+    results, seconds, epochs_timed = [], 0.0, 0
     for i, config in enumerate(configs, 1):
-        print(f"\n[{i}/{len(configs)}] {config.group}: {config.name}", flush=True)
-        results.append(run(config, logdir=logdir, verbose=verbose))
+        line = f"\n[{i}/{len(configs)}] {config.group}: {config.name}"
+        if verbose and epochs_timed:
+            left = sum(epochs_left(c, logdir) for c in configs[i - 1:])
+            if left:
+                line += f" (estimate: about {duration_text(seconds / epochs_timed * left)} left in the study)"
+        print(line, flush=True)
+        run_dir = os.path.join(logdir, config.name)
+        finished = finished_result(config, run_dir) is not None
+        saved = resume_epoch(os.path.join(run_dir, "resume"))
+        started = time.perf_counter()
+        try:
+            result = run(config, logdir=logdir, verbose=verbose)
+        except TrainingInterrupted as interrupted:
+            interrupted.study = (i, len(configs))
+            raise
+        trained = 0 if finished else int(result.get("epochs_run", config.epochs)) - saved
+        if trained > 0:
+            seconds += time.perf_counter() - started
+            epochs_timed += trained
+        results.append(result)
     return results

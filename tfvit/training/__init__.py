@@ -7,13 +7,13 @@ from tfvit.training.finetune import FinetuneSummary, freeze_for_finetuning, laye
 from tfvit.training.micro_batches import micro_batch_layout, micro_batch_size
 from tfvit.training.optimizers import DEFAULT_NO_DECAY, build_optimizer
 from tfvit.training.precision import precision, set_precision
-from tfvit.training.resume import ResumableTraining, fit_resumable, resume_epoch
+from tfvit.training.resume import ResumableTraining, TrainingInterrupted, fit_resumable, resume_epoch
 from tfvit.training.schedules import WarmupCosineDecay, scaled_learning_rate, steps_per_epoch
 
 __all__ = [
     "DEFAULT_NO_DECAY", "FinetuneSummary", "GradientAccumulationModel", "ResumableTraining", "StepScalars",
-    "TrainingDefaults", "TrainingSpeed", "WarmupCosineDecay", "build_optimizer", "fit_resumable",
-    "freeze_for_finetuning", "layer_decay_multipliers", "layer_ids", "log_hparams", "micro_batch_layout",
+    "TrainingDefaults", "TrainingInterrupted", "TrainingSpeed", "WarmupCosineDecay", "build_optimizer",
+    "fit_resumable", "freeze_for_finetuning", "layer_decay_multipliers", "layer_ids", "log_hparams", "micro_batch_layout",
     "micro_batch_size", "precision", "resume_epoch", "scaled_learning_rate", "set_precision", "standard_callbacks",
     "steps_per_epoch", "training_defaults",
 ]

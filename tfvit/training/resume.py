@@ -7,6 +7,10 @@ count, moments, loss scale) and the counters of callbacks such as EarlyStopping 
 atomically; (2) on restart they are read back before the first step; (3) the data of epoch e depends
 only on (seed, e), so the restarted run sees the batches the interrupted one would have seen
 (``fit_resumable`` asks for the data starting at the epoch it resumes from).
+
+An interruption (Ctrl-C, SIGINT) inside ``fit_resumable`` comes out as ``TrainingInterrupted``, a
+``KeyboardInterrupt`` that says which epoch was running and which are saved: the epochs whose state file
+was written. The epoch in progress is lost and trained again on restart.
 """
 
 import json
@@ -28,6 +32,37 @@ def resume_epoch(directory):
         return 0
     with open(path) as f:
         return int(json.load(f)["epoch"])
+
+
+def epochs_text(saved, epochs):
+    """What a resume state of ``saved`` finished epochs (of ``epochs``) keeps, in words."""
+    if saved <= 0:
+        return "no epoch is saved yet"
+    if saved >= epochs:
+        return f"all {epochs} epochs are saved"
+    return "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a resumable run. ``saved``: the epochs the resume state holds (epochs 1..saved, 1-based);
+    ``training``: whether it came during the epochs (else while the run was prepared or evaluated);
+    ``study``: (i, n) when the run was the i-th of a study of n runs. ``str()`` is the one line to show."""
+
+    def __init__(self, name, saved, epochs, training=True, study=None):
+        super().__init__(name, saved, epochs)
+        self.name, self.saved, self.epochs = str(name), int(saved), int(epochs)
+        self.training, self.study = training, study
+
+    def __str__(self):
+        of = self.name + (f" (run {self.study[0]}/{self.study[1]} of the study)" if self.study and self.study[1] > 1
+                          else "")
+        if self.saved >= self.epochs:
+            where, then = f"after the last epoch of {of}, before its result was written", "finish"
+        elif self.training:
+            where, then = f"in epoch {self.saved + 1}/{self.epochs} of {of}", "continue"
+        else:
+            where, then = f"before epoch {self.saved + 1}/{self.epochs} of {of} began", "continue"
+        return f"interrupted {where}; {epochs_text(self.saved, self.epochs)}; run the same command to {then}"
 
 
 def _atomic_write(path, write):
@@ -99,14 +134,16 @@ def _plain(value):
     return None
 
 
-def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch, callbacks=(), **fit_kwargs):
+def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch, callbacks=(), name=None,
+                  **fit_kwargs):
     """``model.fit`` that continues a run saved in ``directory``.
 
     ``dataset_from_epoch(epoch)`` returns a batched ``tf.data.Dataset`` whose successive passes are
     the epochs ``epoch``, ``epoch + 1``, ... and whose content depends only on fixed seeds and the
     epoch (``tfvit.data.load(..., epoch=epoch)`` is such a dataset); each pass holds
     ``steps_per_epoch`` batches. Returns the History of this call, or None if the run had already
-    finished.
+    finished. A KeyboardInterrupt during training is raised again as ``TrainingInterrupted`` naming the run
+    (``name``, default ``directory``), the epoch in progress and the epochs saved.
     """
     start = resume_epoch(directory)
     if start >= epochs:
@@ -116,5 +153,12 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     callbacks = list(callbacks)
     resume = ResumableTraining(directory, callbacks)
     fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
-    return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                     callbacks=callbacks + [resume], **fit_kwargs)
+    try:
+        return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         callbacks=callbacks + [resume], **fit_kwargs)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as interrupt:
+        # The state file is the record of what is complete: an interrupt inside on_epoch_end's writes
+        # leaves the previous epoch's state, and that is what a restart continues from.
+        raise TrainingInterrupted(directory if name is None else name, resume_epoch(directory), epochs) from interrupt
