@@ -290,7 +290,8 @@ def _read_tfds(info, split, label_key, limit, searched):
     previous = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        builder = tfds.builder(info.tfds_name)
+        # tfds reads TFDS_DATA_DIR once, at its import; passing it keeps a later setting (and the cache key) true.
+        builder = tfds.builder(info.tfds_name, data_dir=os.environ.get("TFDS_DATA_DIR") or None)
         prepared = builder.is_prepared()
     finally:
         absl_logger.setLevel(previous)
