@@ -27,3 +27,14 @@ def _fresh_keras_state():
     # it cost about 4 s per test once a worker held TensorFlow's traced functions (178 s of teardown over
     # the 374 tests of tests/training and tests/layers), and Python's own collector still runs.
     keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(scope="session")
+def owner_data(tmp_path_factory):
+    """A folder of small MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 copies in the owners' own file formats,
+    written once per test session (per pytest-xdist worker): the data the data and recipe tests read, on any
+    machine. Contents: tests/owner_files.py (``arrays(name, split)`` gives what the files hold). Tests must not
+    change it: copy what a test damages."""
+    from tests.owner_files import write_all
+
+    return write_all(tmp_path_factory.mktemp("owner_data"))

@@ -1,4 +1,5 @@
-"""tfvit.data.augment through load(): each augmentation checked against its definition, on the real images.
+"""tfvit.data.augment through load(): each augmentation checked against its definition, on the generated
+owners'-format images (fixture ``owner_data``: noisy, asymmetric, so every crop and mirror image is distinct).
 
 With ``shuffle=False`` and ``normalize=False`` a batch holds the first examples of ``load_arrays`` in order,
 scaled to [0, 1], so every output can be compared with the original image it came from.
@@ -14,9 +15,9 @@ from tfvit.data import augment, load, load_arrays
 from tests.data.cifar100_files import write_cifar100
 
 
-def first_batch(shared_data, name, augmentations, batch=32, **kwargs):
-    images, labels = load_arrays(name, "train", data_dir=shared_data, limit=batch)
-    x, y = next(iter(load(name, "train", batch, data_dir=shared_data, limit=batch, augment=augmentations,
+def first_batch(owner_data, name, augmentations, batch=32, **kwargs):
+    images, labels = load_arrays(name, "train", data_dir=owner_data, limit=batch)
+    x, y = next(iter(load(name, "train", batch, data_dir=owner_data, limit=batch, augment=augmentations,
                           shuffle=False, normalize=False, **kwargs)))
     return images.astype(np.float64), labels, x.numpy().astype(np.float64) * 255, y.numpy()
 
@@ -35,8 +36,8 @@ def windows(image, padding=4, mirrored=True):
 
 
 @pytest.mark.parametrize("name, mirrors", [("cifar10", True), ("mnist", False)])
-def test_crop_flip_is_a_window_of_the_zero_padded_image(shared_data, name, mirrors):
-    images, labels, out, y = first_batch(shared_data, name, "crop_flip")
+def test_crop_flip_is_a_window_of_the_zero_padded_image(owner_data, name, mirrors):
+    images, labels, out, y = first_batch(owner_data, name, "crop_flip")
     np.testing.assert_array_equal(y, labels)
     used = set()
     for original, augmented in zip(images, out):
@@ -51,9 +52,9 @@ def test_crop_flip_is_a_window_of_the_zero_padded_image(shared_data, name, mirro
         assert {flip for *_, flip in used} == {False, True}
 
 
-def test_randaugment_changes_images_reproducibly_and_keeps_the_range(shared_data):
-    images, labels = load_arrays("cifar10", "train", data_dir=shared_data, limit=16)
-    options = dict(data_dir=shared_data, limit=16, augment="randaugment", shuffle=False, normalize=False)
+def test_randaugment_changes_images_reproducibly_and_keeps_the_range(owner_data):
+    images, labels = load_arrays("cifar10", "train", data_dir=owner_data, limit=16)
+    options = dict(data_dir=owner_data, limit=16, augment="randaugment", shuffle=False, normalize=False)
     dataset = load("cifar10", "train", 16, **options)
     (x0, y0), = [(x.numpy() * 255, y.numpy()) for x, y in dataset]
     (x1, _), = [(x.numpy() * 255, y.numpy()) for x, y in dataset]  # the second pass is epoch 1
@@ -86,8 +87,8 @@ def assert_labels_mixed(y, labels, lam):
     np.testing.assert_allclose(y, lam * eye[labels] + (1 - lam) * eye[labels[::-1]], atol=1e-6)
 
 
-def test_mixup_mixes_each_image_with_its_partner_in_the_label_proportion(shared_data):
-    images, labels, out, y = first_batch(shared_data, "cifar10", "mixup", batch=16)
+def test_mixup_mixes_each_image_with_its_partner_in_the_label_proportion(owner_data):
+    images, labels, out, y = first_batch(owner_data, "cifar10", "mixup", batch=16)
     first_mixed = np.nonzero(labels != labels[::-1])[0][0]
     lam = y[first_mixed, labels[first_mixed]]
     assert 0 < lam < 1
@@ -95,8 +96,8 @@ def test_mixup_mixes_each_image_with_its_partner_in_the_label_proportion(shared_
     np.testing.assert_allclose(out, lam * images + (1 - lam) * images[::-1], atol=2e-3)
 
 
-def test_cutmix_pastes_one_rectangle_and_weights_labels_by_its_area(shared_data):
-    images, labels, out, y = first_batch(shared_data, "cifar10", "cutmix", batch=16, seed=3)
+def test_cutmix_pastes_one_rectangle_and_weights_labels_by_its_area(owner_data):
+    images, labels, out, y = first_batch(owner_data, "cifar10", "cutmix", batch=16, seed=3)
     partner = images[::-1]
     from_partner = ~np.isclose(out, images, atol=1e-3)
     rows, cols = np.nonzero(from_partner.any(axis=(0, 3)))

@@ -1,6 +1,8 @@
 """tfvit.data.load: shapes, channel conversion, resizing, normalisation, order and reproducibility.
 
-Expected values are computed in numpy from ``load_arrays`` and the published statistics written out here.
+On the generated owners'-format datasets (fixture ``owner_data``). Expected values are computed in numpy from
+``load_arrays`` (and the generator's arrays) and the published statistics written out here; that those statistics
+are the real training sets' is a real-data extra.
 """
 
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tfvit.data import dataset_info, load, load_arrays
+
+from tests import owner_files
 
 CIFAR10_MEAN, CIFAR10_STD = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2023, 0.1994, 0.2010])
 LUMA = np.array([0.2989, 0.5870, 0.1140])
@@ -18,22 +22,22 @@ def collect(dataset):
     return np.concatenate(images), np.concatenate(labels)
 
 
-def test_shapes_and_dtypes_with_resizing_and_channel_conversion(shared_data):
-    x, y = next(iter(load("mnist", "test", 32, data_dir=shared_data, image_size=40, channels=3, limit=64)))
+def test_shapes_and_dtypes_with_resizing_and_channel_conversion(owner_data):
+    x, y = next(iter(load("mnist", "test", 32, data_dir=owner_data, image_size=40, channels=3, limit=64)))
     assert x.shape == (32, 40, 40, 3) and x.dtype == tf.float32 and y.shape == (32,) and y.dtype == tf.int64
-    x, _ = next(iter(load("cifar10", "train", 16, data_dir=shared_data, image_size=(24, 20), channels=1, limit=64)))
+    x, _ = next(iter(load("cifar10", "train", 16, data_dir=owner_data, image_size=(24, 20), channels=1, limit=64)))
     assert x.shape == (16, 24, 20, 1)
-    dataset = load("cifar10", "train", 100, data_dir=shared_data)
+    dataset = load("cifar10", "train", 100, data_dir=owner_data)
     assert dataset.element_spec[0].shape.as_list() == [None, 32, 32, 3]
-    assert int(dataset.cardinality()) == 51  # ceil(5085 / 100): Keras can show epoch progress
+    assert int(dataset.cardinality()) == 6  # ceil(512 / 100): Keras can show epoch progress
 
 
-def test_channel_conversion_values(shared_data):
-    gray, _ = load_arrays("mnist", "test", data_dir=shared_data, limit=8)
-    x, _ = next(iter(load("mnist", "test", 8, data_dir=shared_data, channels=3, normalize=False)))
+def test_channel_conversion_values(owner_data):
+    gray, _ = load_arrays("mnist", "test", data_dir=owner_data, limit=8)
+    x, _ = next(iter(load("mnist", "test", 8, data_dir=owner_data, channels=3, normalize=False)))
     np.testing.assert_allclose(x.numpy(), np.repeat(gray / 255.0, 3, axis=-1), atol=1e-6)
-    rgb, _ = load_arrays("cifar10", "test", data_dir=shared_data, limit=8)
-    x, _ = next(iter(load("cifar10", "test", 8, data_dir=shared_data, channels=1, normalize=False)))
+    rgb, _ = load_arrays("cifar10", "test", data_dir=owner_data, limit=8)
+    x, _ = next(iter(load("cifar10", "test", 8, data_dir=owner_data, channels=1, normalize=False)))
     np.testing.assert_allclose(x.numpy(), (rgb @ LUMA)[..., None] / 255.0, atol=1e-5)
 
 
@@ -49,33 +53,43 @@ def bilinear_half_pixel(images, out_h, out_w):
     return rows[:, :, xlo] * (1 - wx)[None, None, :, None] + rows[:, :, xhi] * wx[None, None, :, None]
 
 
-def test_resize_is_bilinear(shared_data):
-    images, _ = load_arrays("cifar10", "test", data_dir=shared_data, limit=4)
-    x, _ = next(iter(load("cifar10", "test", 4, data_dir=shared_data, image_size=(64, 80), normalize=False)))
+def test_resize_is_bilinear(owner_data):
+    images, _ = load_arrays("cifar10", "test", data_dir=owner_data, limit=4)
+    x, _ = next(iter(load("cifar10", "test", 4, data_dir=owner_data, image_size=(64, 80), normalize=False)))
     np.testing.assert_allclose(x.numpy(), bilinear_half_pixel(images / 255.0, 64, 80), atol=1e-5)
 
 
-def test_normalisation_uses_the_published_statistics(shared_data):
-    images, _ = load_arrays("cifar10", "test", data_dir=shared_data, limit=256)
-    x, _ = next(iter(load("cifar10", "test", 256, data_dir=shared_data)))
+def test_normalisation_uses_the_published_statistics(owner_data):
+    images, _ = load_arrays("cifar10", "test", data_dir=owner_data, limit=256)
+    x, _ = next(iter(load("cifar10", "test", 256, data_dir=owner_data)))
     np.testing.assert_allclose(x.numpy(), (images / 255.0 - CIFAR10_MEAN) / CIFAR10_STD, atol=1e-5)
-    # The statistics are the training set's: the first 1017 images of each batch already agree to 0.01.
-    train, _ = load_arrays("cifar10", "train", data_dir=shared_data)
-    np.testing.assert_allclose((train / 255.0).mean(axis=(0, 1, 2)), CIFAR10_MEAN, atol=0.01)
 
-    gray, _ = load_arrays("mnist", "test", data_dir=shared_data, limit=64)
-    x, _ = next(iter(load("mnist", "test", 64, data_dir=shared_data)))
+    gray, _ = load_arrays("mnist", "test", data_dir=owner_data, limit=64)
+    x, _ = next(iter(load("mnist", "test", 64, data_dir=owner_data)))
     np.testing.assert_allclose(x.numpy(), (gray / 255.0 - 0.1307) / 0.3081, atol=1e-5)
-    x, _ = next(iter(load("mnist", "test", 64, data_dir=shared_data, channels=3)))
+    x, _ = next(iter(load("mnist", "test", 64, data_dir=owner_data, channels=3)))
     np.testing.assert_allclose(x.numpy(), np.repeat((gray / 255.0 - 0.1307) / 0.3081, 3, axis=-1), atol=1e-5)
-    train, _ = load_arrays("mnist", "train", data_dir=shared_data)
-    assert abs(train.mean() / 255 - 0.1307) < 0.003 and abs(train.std() / 255 - 0.3081) < 0.003
 
     # RGB -> luma: the luma-weighted statistics.
-    x, _ = next(iter(load("cifar10", "test", 256, data_dir=shared_data, channels=1)))
+    x, _ = next(iter(load("cifar10", "test", 256, data_dir=owner_data, channels=1)))
     expected = ((images @ LUMA) / 255.0 - LUMA @ CIFAR10_MEAN) / (LUMA @ CIFAR10_STD)
     np.testing.assert_allclose(x.numpy()[..., 0], expected, atol=1e-5)
     assert dataset_info("cifar100").mean == (0.5071, 0.4865, 0.4409)
+
+
+def test_published_statistics_are_the_real_cifar10_training_images(real_cifar10):
+    """Real-data extra: the mean load() normalises with is the real training set's; the shared copy's first 1017
+    images of each batch already agree to 0.01."""
+    train, _ = load_arrays("cifar10", "train", data_dir=real_cifar10)
+    np.testing.assert_allclose((train / 255.0).mean(axis=(0, 1, 2)), CIFAR10_MEAN, atol=0.01)
+    assert dataset_info("cifar10").mean == tuple(CIFAR10_MEAN)
+
+
+def test_published_statistics_are_the_real_mnist_training_images(real_mnist):
+    """Real-data extra: the shared copy's first 17,435 training images agree with MNIST's statistics to 0.003."""
+    train, _ = load_arrays("mnist", "train", data_dir=real_mnist)
+    assert abs(train.mean() / 255 - 0.1307) < 0.003 and abs(train.std() / 255 - 0.3081) < 0.003
+    assert (dataset_info("mnist").mean, dataset_info("mnist").std) == ((0.1307,), (0.3081,))
 
 
 def test_fashion_mnist_statistics_match_the_full_training_set(fashion_dir):
@@ -85,18 +99,19 @@ def test_fashion_mnist_statistics_match_the_full_training_set(fashion_dir):
     assert round(train.std() / 255, 3) == round(info.std[0], 3) == 0.353
 
 
-def test_test_split_keeps_the_file_order_and_limit_takes_the_first_examples(shared_data):
-    images, labels = load_arrays("cifar10", "test", data_dir=shared_data)
-    got_images, got_labels = collect(load("cifar10", "test", 300, data_dir=shared_data, normalize=False))
+def test_test_split_keeps_the_file_order_and_limit_takes_the_first_examples(owner_data):
+    images, labels = load_arrays("cifar10", "test", data_dir=owner_data)
+    np.testing.assert_array_equal(labels, owner_files.arrays("cifar10", "test")[1])  # the files' order
+    got_images, got_labels = collect(load("cifar10", "test", 300, data_dir=owner_data, normalize=False))
     np.testing.assert_array_equal(np.rint(got_images * 255).astype(np.uint8), images)
     np.testing.assert_array_equal(got_labels, labels)
 
-    sizes = [len(y) for _, y in load("cifar10", "train", 32, data_dir=shared_data, limit=100)]
+    sizes = [len(y) for _, y in load("cifar10", "train", 32, data_dir=owner_data, limit=100)]
     assert sizes == [32, 32, 32, 4]
-    assert [len(y) for _, y in load("cifar10", "train", 32, data_dir=shared_data, limit=100, drop_remainder=True)] \
+    assert [len(y) for _, y in load("cifar10", "train", 32, data_dir=owner_data, limit=100, drop_remainder=True)] \
         == [32, 32, 32]
-    _, train_labels = load_arrays("cifar10", "train", data_dir=shared_data, limit=100)
-    _, shuffled = collect(load("cifar10", "train", 32, data_dir=shared_data, limit=100))
+    _, train_labels = load_arrays("cifar10", "train", data_dir=owner_data, limit=100)
+    _, shuffled = collect(load("cifar10", "train", 32, data_dir=owner_data, limit=100))
     assert sorted(shuffled) == sorted(train_labels) and not np.array_equal(shuffled, train_labels)
 
 
@@ -105,9 +120,9 @@ def pass_over(dataset):
     return np.concatenate([x.numpy().sum(axis=(1, 2, 3)) for x, _ in dataset])
 
 
-def test_shuffle_depends_only_on_seed_and_epoch(shared_data):
+def test_shuffle_depends_only_on_seed_and_epoch(owner_data):
     def build(seed=0, epoch=0):
-        return load("mnist", "train", 64, data_dir=shared_data, limit=512, seed=seed, epoch=epoch)
+        return load("mnist", "train", 64, data_dir=owner_data, limit=512, seed=seed, epoch=epoch)
 
     tf.random.set_seed(1)  # TensorFlow's global seed must not matter
     first = build()
@@ -120,7 +135,7 @@ def test_shuffle_depends_only_on_seed_and_epoch(shared_data):
     assert not np.array_equal(pass_over(build(seed=1)), epoch0)
 
 
-def test_model_fit_epochs_are_the_epochs_of_load(shared_data):
+def test_model_fit_epochs_are_the_epochs_of_load(owner_data):
     """model.fit iterates the dataset once per epoch: epoch k sees exactly load(..., epoch=k), so a run resumed at
     epoch k with a rebuilt dataset continues as the uninterrupted run would have."""
     import keras
@@ -135,7 +150,7 @@ def test_model_fit_epochs_are_the_epochs_of_load(shared_data):
         traced.set_shape(images.shape)
         return traced, labels
 
-    options = dict(data_dir=shared_data, limit=128, augment="crop_flip")
+    options = dict(data_dir=owner_data, limit=128, augment="crop_flip")
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(load("mnist", "train", 64, **options).map(record), epochs=3, shuffle=False, verbose=0)
@@ -145,15 +160,15 @@ def test_model_fit_epochs_are_the_epochs_of_load(shared_data):
                                    pass_over(load("mnist", "train", 64, epoch=epoch, **options)), rtol=1e-6)
 
 
-def test_one_hot_labels_for_any_split(shared_data):
-    _, labels = load_arrays("mnist", "test", data_dir=shared_data, limit=16)
-    _, y = next(iter(load("mnist", "test", 16, data_dir=shared_data, one_hot=True)))
+def test_one_hot_labels_for_any_split(owner_data):
+    _, labels = load_arrays("mnist", "test", data_dir=owner_data, limit=16)
+    _, y = next(iter(load("mnist", "test", 16, data_dir=owner_data, one_hot=True)))
     np.testing.assert_array_equal(y.numpy(), np.eye(10, dtype=np.float32)[labels])
     with pytest.raises(ValueError, match=r"one_hot must be None, True or False \(True with mixup / cutmix"):
         load("mnist", augment="mixup", one_hot=False)
 
 
-def test_invalid_arguments_name_the_argument_and_the_choices(shared_data):
+def test_invalid_arguments_name_the_argument_and_the_choices():
     with pytest.raises(ValueError, match=r"name must be one of cifar10, cifar100, mnist, fashion_mnist; got 'svhn'"):
         load("svhn")
     with pytest.raises(ValueError, match=r"split must be one of train, test; got 'val'"):

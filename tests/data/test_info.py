@@ -8,11 +8,13 @@ import pytest
 
 from tfvit.data import dataset_info
 
+from tests import owner_files
 
-def test_cifar10_class_names_are_the_archive_metadata(shared_data):
-    # batches.meta holds only strings and ints; unpickling the official file from the shared test data is safe.
-    with open(shared_data / "cifar-10-batches-py" / "batches.meta", "rb") as f:
-        meta = pickle.load(f, encoding="bytes")
+
+def test_cifar10_class_names_are_the_archive_metadata(real_cifar10):
+    """Real-data extra: the names are the owners' batches.meta (the generated copy's are a copy of this list)."""
+    # batches.meta holds only strings and ints; unpickling the owners' file from the real test data is safe.
+    meta = pickle.loads(owner_files.cifar_member_bytes(real_cifar10, "cifar10")["batches.meta"], encoding="bytes")
     names = tuple(n.decode() for n in meta[b"label_names"])
     assert dataset_info("cifar10").class_names == names
 

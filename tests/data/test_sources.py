@@ -1,7 +1,9 @@
 """tfvit.data.sources: reading the owners' files, the tfds fallback and its offline guard, damaged files.
 
-References are computed here from the raw files (plain pickle on the trusted shared copy, gzip + numpy.frombuffer
-on IDX bytes), never through tfvit.
+The files are the generated owners'-format copies (tests/owner_files.py, fixture ``owner_data``); the
+``test_real_*`` extras repeat the direct-read checks on the real files where they exist (tests/recipes/loading.py).
+References are computed here from the raw files (plain pickle on those trusted copies, gzip + numpy.frombuffer on
+IDX bytes) and from the generator's own arrays, never through tfvit.
 """
 
 import dataclasses
@@ -20,7 +22,9 @@ import pytest
 from tfvit.data import DataError, dataset_info, load, load_arrays
 from tfvit.data import sources
 
+from tests import owner_files
 from tests.data.cifar100_files import write_cifar100
+from tests.recipes.loading import REAL_DATA
 
 
 def only(tmp_path, source):
@@ -35,53 +39,87 @@ def raw_idx(path, header_bytes):
     return np.frombuffer(gzip.decompress(path.read_bytes()), np.uint8, offset=header_bytes)
 
 
-# ---------------------------------------------------------------- CIFAR-10 (real, partial)
+# ---------------------------------------------------------------- CIFAR-10 (generated in the owners' format; real)
 
-def test_cifar10_archive_and_extracted_folder_give_the_raw_pixels(shared_data, tmp_path):
-    archive_only = only(tmp_path, shared_data / "cifar-10-python.tar.gz")
-    folder_only = only(tmp_path, shared_data / "cifar-10-batches-py")
+def raw_cifar10(folder):
+    """{split: (images, labels)} decoded by hand from the pickles in ``folder`` (extracted folder, else archive),
+    with plain pickle: only for copies the tests trust (generated here, or the real files). Each row is 1024 red,
+    1024 green, 1024 blue values, each plane a row-major 32x32 image. Also the batches' own lengths."""
+    members = owner_files.cifar_member_bytes(folder, "cifar10")
+    decoded, lengths = {}, {}
+    for split, names in owner_files.CIFAR10_BATCHES.items():
+        batches = [pickle.loads(members[name], encoding="bytes") for name in names]
+        rows = [np.asarray(b[b"data"], np.uint8) for b in batches]
+        assert all(r.shape[1:] == (3072,) for r in rows)
+        decoded[split] = (np.concatenate([r.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1) for r in rows]),
+                          np.concatenate([b[b"labels"] for b in batches]))
+        lengths[split] = [len(r) for r in rows]
+    return decoded, lengths
+
+
+def test_cifar10_archive_and_extracted_folder_give_the_raw_pixels(owner_data, tmp_path):
+    archive_only = only(tmp_path, owner_data / "cifar-10-python.tar.gz")
+    folder_only = only(tmp_path, owner_data / "cifar-10-batches-py")
     from_archive = {s: load_arrays("cifar10", s, data_dir=archive_only) for s in ("train", "test")}
     from_folder = {s: load_arrays("cifar10", s, data_dir=folder_only) for s in ("train", "test")}
-    for split, count in (("train", 5085), ("test", 1017)):
+    raw, lengths = raw_cifar10(owner_data)
+    assert lengths == {"train": [103, 103, 102, 102, 102], "test": [128]}
+    for split, count in (("train", 512), ("test", 128)):
         images, labels = from_archive[split]
-        np.testing.assert_array_equal(images, from_folder[split][0])
-        np.testing.assert_array_equal(labels, from_folder[split][1])
+        for other in (from_folder[split], raw[split], owner_files.arrays("cifar10", split)):
+            np.testing.assert_array_equal(images, other[0])
+            np.testing.assert_array_equal(labels, other[1])
         assert images.shape == (count, 32, 32, 3) and images.dtype == np.uint8
         assert labels.shape == (count,) and labels.dtype == np.int64
         assert set(labels.tolist()) == set(range(10))
 
-    # The official layout, decoded by hand: each row is 1024 red, 1024 green, 1024 blue values, each row-major 32x32.
+    # One row by hand: planes R, G, B -> channels last, at each batch's first image.
     train_images, train_labels = from_archive["train"]
-    for number, batch_file in enumerate(("data_batch_1", "data_batch_2", "data_batch_5")):
-        with open(shared_data / "cifar-10-batches-py" / batch_file, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")  # the trusted shared copy; tfvit itself never does this
-        first = [0, 1017, 4 * 1017][number]
-        row = np.asarray(batch[b"data"][0], np.uint8)
-        expected = row.reshape(3, 32, 32).transpose(1, 2, 0)  # planes R, G, B -> channels last
+    members = owner_files.cifar_member_bytes(owner_data, "cifar10")
+    for number, batch_file in enumerate(owner_files.CIFAR10_BATCHES["train"]):
+        batch = pickle.loads(members[batch_file], encoding="bytes")
+        first = sum(lengths["train"][:number])
+        expected = np.asarray(batch[b"data"][0], np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
         np.testing.assert_array_equal(train_images[first], expected)
-        np.testing.assert_array_equal(train_labels[first:first + 1017], batch[b"labels"])
+        np.testing.assert_array_equal(train_labels[first:first + lengths["train"][number]], batch[b"labels"])
 
 
-def test_cifar10_via_environment_variable_and_limit(shared_data, monkeypatch):
-    monkeypatch.setenv("TFVIT_DATA_DIR", str(shared_data))
+def test_real_cifar10_decodes_as_its_raw_pickles(real_cifar10):
+    """Real-data extra: tfvit reads the real files (the whole CIFAR-10, or the shared partial copy: the first 1017
+    images of each batch) as a direct read of their pickles gives them."""
+    raw, lengths = raw_cifar10(real_cifar10)
+    for split in ("train", "test"):
+        images, labels = load_arrays("cifar10", split, data_dir=real_cifar10)
+        np.testing.assert_array_equal(images, raw[split][0])
+        np.testing.assert_array_equal(labels, raw[split][1])
+        assert images.dtype == np.uint8 and labels.dtype == np.int64 and len(images) == sum(lengths[split]) > 0
+        assert set(labels.tolist()) == set(range(10))
+
+
+def test_cifar10_via_environment_variable_and_limit(owner_data, monkeypatch):
+    monkeypatch.setenv("TFVIT_DATA_DIR", str(owner_data))
     images, labels = load_arrays("cifar10", "test", limit=10)
-    full_images, full_labels = load_arrays("cifar10", "test", data_dir=shared_data)
+    full_images, full_labels = load_arrays("cifar10", "test", data_dir=owner_data)
+    assert len(full_labels) == 128
     np.testing.assert_array_equal(images, full_images[:10])
     np.testing.assert_array_equal(labels, full_labels[:10])
 
 
-# ---------------------------------------------------------------- MNIST (real, partial) and Fashion-MNIST
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST (generated; real)
 
-def test_mnist_matches_a_direct_read_of_the_idx_files(shared_data, tmp_path):
-    mnist = shared_data / "mnist"
-    for split, prefix, count in (("train", "train", 17435), ("test", "t10k", 10000)):
-        images, labels = load_arrays("mnist", split, data_dir=shared_data)
+def test_mnist_matches_a_direct_read_of_the_idx_files(owner_data, tmp_path):
+    mnist = owner_data / "mnist"
+    for split, prefix, count in (("train", "train", 512), ("test", "t10k", 128)):
+        images, labels = load_arrays("mnist", split, data_dir=owner_data)
         assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
         assert labels.shape == (count,) and labels.dtype == np.int64
         # IDX: 16 header bytes for images (magic, count, rows, cols), 8 for labels (magic, count).
         np.testing.assert_array_equal(images[..., 0], raw_idx(mnist / f"{prefix}-images-idx3-ubyte.gz", 16)
                                       .reshape(count, 28, 28))
         np.testing.assert_array_equal(labels, raw_idx(mnist / f"{prefix}-labels-idx1-ubyte.gz", 8))
+        expected_images, expected_labels = owner_files.arrays("mnist", split)
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(labels, expected_labels)
 
     # Un-gzipped files directly in the data folder work too.
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
@@ -89,6 +127,43 @@ def test_mnist_matches_a_direct_read_of_the_idx_files(shared_data, tmp_path):
     plain = load_arrays("mnist", "test", data_dir=tmp_path)
     np.testing.assert_array_equal(plain[0], images)
     np.testing.assert_array_equal(plain[1], labels)
+
+
+def test_real_mnist_matches_a_direct_read_of_the_idx_files(real_mnist):
+    """Real-data extra: the real IDX files (all of MNIST, or the shared copy: the first 17,435 training images and
+    all 10,000 test images), read by tfvit from the data folder, against gzip + numpy on their bytes."""
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = load_arrays("mnist", split, data_dir=REAL_DATA)
+        header = gzip.decompress((real_mnist / f"{prefix}-images-idx3-ubyte.gz").read_bytes())[:16]
+        assert struct.unpack(">4I", header)[0] == 2051 and struct.unpack(">4I", header)[2:] == (28, 28)
+        count = struct.unpack(">4I", header)[1]
+        assert images.shape == (count, 28, 28, 1) and labels.shape == (count,) and count > 0
+        np.testing.assert_array_equal(images[..., 0], raw_idx(real_mnist / f"{prefix}-images-idx3-ubyte.gz", 16)
+                                      .reshape(count, 28, 28))
+        np.testing.assert_array_equal(labels, raw_idx(real_mnist / f"{prefix}-labels-idx1-ubyte.gz", 8))
+        assert set(labels.tolist()) == set(range(10))
+
+
+def test_fashion_mnist_falls_back_to_the_debian_folder_without_a_data_dir(owner_data, tmp_path, monkeypatch):
+    # The generated Fashion-MNIST stands in for Debian's package folder (the four files directly in it).
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", owner_data / "fashion-mnist")
+    for split in ("train", "test"):
+        images, labels = load_arrays("fashion_mnist", split)
+        expected_images, expected_labels = owner_files.arrays("fashion_mnist", split)
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(labels, expected_labels)
+    # A data folder without Fashion-MNIST falls through to the package folder too.
+    images, _ = load_arrays("fashion_mnist", "test", data_dir=tmp_path)
+    np.testing.assert_array_equal(images, owner_files.arrays("fashion_mnist", "test")[0])
+    # MNIST has no such fallback: after the data folder comes tensorflow-datasets (stood in for here: tfds reads
+    # TFDS_DATA_DIR once, when first imported), never the package folder.
+    def no_tfds(info, split, label_key, limit, searched):
+        raise DataError("searched: " + "; ".join(searched))
+
+    monkeypatch.setattr(sources, "_read_tfds", no_tfds)
+    with pytest.raises(DataError, match="searched: ") as error:
+        load_arrays("mnist", "test", data_dir=tmp_path)
+    assert str(tmp_path) in str(error.value) and "fashion-mnist" not in str(error.value)
 
 
 def test_fashion_mnist_comes_from_debians_package_without_a_data_dir(fashion_dir):
@@ -118,8 +193,8 @@ def test_cifar100_fine_and_coarse_labels(tmp_path, archive):
 
 # ---------------------------------------------------------------- damaged and hostile files
 
-def test_truncated_or_garbage_cifar_archive_is_reported_by_name(shared_data, tmp_path):
-    data = (shared_data / "cifar-10-python.tar.gz").read_bytes()
+def test_truncated_or_garbage_cifar_archive_is_reported_by_name(owner_data, tmp_path):
+    data = (owner_data / "cifar-10-python.tar.gz").read_bytes()
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(data[: len(data) * 6 // 10])
     with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz is not a readable \.tar\.gz.*truncated") as error:
         load_arrays("cifar10", "test", data_dir=tmp_path)
@@ -129,14 +204,15 @@ def test_truncated_or_garbage_cifar_archive_is_reported_by_name(shared_data, tmp
         load_arrays("cifar10", "train", data_dir=tmp_path)
 
 
-def test_damaged_pickles_and_missing_batches_in_the_extracted_folder(shared_data, tmp_path):
+def test_damaged_pickles_and_missing_batches_in_the_extracted_folder(owner_data, tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
-    shutil.copytree(shared_data / "cifar-10-batches-py", folder)
+    shutil.copytree(owner_data / "cifar-10-batches-py", folder)
     (folder / "data_batch_3").unlink()
     with pytest.raises(DataError, match=r"data_batch_3 is missing"):
         load_arrays("cifar10", "train", data_dir=tmp_path)
     good = (folder / "test_batch").read_bytes()
-    (folder / "test_batch").write_bytes(good[:1000] + b"\xff" * 50 + good[1050:])
+    at = good.index(b"labels") + len(b"labels")  # garbage in the pickle's structure (the label list), not in pixels
+    (folder / "test_batch").write_bytes(good[:at] + b"\xff" * 50 + good[at + 50:])
     with pytest.raises(DataError, match=r"test_batch is not a readable CIFAR pickle"):
         load_arrays("cifar10", "test", data_dir=tmp_path)
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}, 3))
@@ -170,9 +246,9 @@ def write_gz(path, payload):
     path.write_bytes(gzip.compress(payload))
 
 
-def test_damaged_idx_files_are_reported_by_name(shared_data, tmp_path):
+def test_damaged_idx_files_are_reported_by_name(owner_data, tmp_path):
     folder = tmp_path / "mnist"
-    shutil.copytree(shared_data / "mnist", folder)
+    shutil.copytree(owner_data / "mnist", folder)
     images_gz = folder / "t10k-images-idx3-ubyte.gz"
     original = images_gz.read_bytes()
 

@@ -1,5 +1,5 @@
-"""recipes/finetune.py end to end on a few real CIFAR-10 images: one model from a Hugging Face checkpoint,
-one from scratch, partial fine-tuning, and the Grad-CAM figure."""
+"""recipes/finetune.py end to end on a few images of the generated owners'-format CIFAR-10: one model from a
+Hugging Face checkpoint, one from scratch, partial fine-tuning, and the Grad-CAM figure."""
 
 import csv
 import json
@@ -7,11 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.recipes.loading import DATA, load_recipe
-
-pytestmark = pytest.mark.skipif(not (DATA / "cifar-10-python.tar.gz").is_file(),
-                                reason="../shared/data CIFAR-10 is not present")
-
+from tests.recipes.loading import load_recipe
 
 def _hf_checkpoint(folder):
     """A randomly initialised Hugging Face ViT with vit_cifar_patch4_32's shape (1000 ImageNet-style classes)."""
@@ -24,12 +20,12 @@ def _hf_checkpoint(folder):
     return folder / "model.safetensors"
 
 
-def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys):
+def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, owner_data):
     checkpoint = _hf_checkpoint(tmp_path / "hf_vit")
     load_recipe("finetune").main([
         "--models", "vit_cifar_patch4_32,swin_cifar_patch2_window4_32",
         "--checkpoint", f"vit_cifar_patch4_32={checkpoint}", "--modes", "partial",
-        "--layer-decay", "0.75", "--data-dir", str(DATA), "--epochs", "1", "--batch-size", "16",
+        "--layer-decay", "0.75", "--data-dir", str(owner_data), "--epochs", "1", "--batch-size", "16",
         "--limit-train", "32", "--limit-test", "16", "--gradcam-images", "3", "--logdir", str(tmp_path / "logs"),
         "--verbose", "0",
     ])

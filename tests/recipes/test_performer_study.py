@@ -1,17 +1,15 @@
-"""recipes/performer_study.py end to end on a few real MNIST images."""
+"""recipes/performer_study.py end to end on a few images of the generated owners'-format MNIST."""
 
 import csv
 
 import pytest
 
-from tests.recipes.loading import DATA, load_recipe
-
-pytestmark = pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason="../shared/data/mnist is not present")
+from tests.recipes.loading import load_recipe
 
 
-def test_study_recipe_writes_its_table_and_figure(tmp_path):
+def test_study_recipe_writes_its_table_and_figure(tmp_path, owner_data):
     recipe = load_recipe("performer_study")
-    recipe.main(["--dataset", "mnist", "--data-dir", str(DATA), "--models", "performer_softmax_16,local2d,global",
+    recipe.main(["--dataset", "mnist", "--data-dir", str(owner_data), "--models", "performer_softmax_16,local2d,global",
                  "--epochs", "1", "--batch-size", "32", "--limit-train", "96", "--limit-test", "64",
                  "--logdir", str(tmp_path), "--verbose", "0"])
     out = tmp_path / "performer_study" / "mnist"

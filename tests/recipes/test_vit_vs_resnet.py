@@ -1,18 +1,15 @@
-"""recipes/vit_vs_resnet.py end to end on a few real CIFAR-10 images."""
+"""recipes/vit_vs_resnet.py end to end on a few images of the generated owners'-format CIFAR-10."""
 
 import csv
 
 import pytest
 
-from tests.recipes.loading import DATA, load_recipe
-
-pytestmark = pytest.mark.skipif(not (DATA / "cifar-10-python.tar.gz").is_file(),
-                                reason="../shared/data CIFAR-10 is not present")
+from tests.recipes.loading import load_recipe
 
 
-def test_problem1_table_has_params_macs_accuracy_and_time(tmp_path):
+def test_problem1_table_has_params_macs_accuracy_and_time(tmp_path, owner_data):
     load_recipe("vit_vs_resnet").main([
-        "--problem", "1", "--models", "ResNet-18,ViT (2L-2H-128)", "--data-dir", str(DATA), "--epochs", "1",
+        "--problem", "1", "--models", "ResNet-18,ViT (2L-2H-128)", "--data-dir", str(owner_data), "--epochs", "1",
         "--batch-size", "32", "--limit-train", "64", "--limit-test", "32", "--logdir", str(tmp_path), "--verbose", "0",
     ])
     out = tmp_path / "vit_vs_resnet" / "problem1_cifar10"
