@@ -2,10 +2,9 @@
 exits with 1 for tfvit's user-facing errors (missing or damaged data, a configuration tfvit refuses, a path that
 cannot be used), keeps the traceback of anything else and with ``--debug``, and turns Ctrl-C into one line saying
 which epochs are saved (exit 130); the same command then resumes. The recipes run as commands here, in
-subprocesses, on a tiny MNIST written in the owners' IDX format."""
+subprocesses, on a tiny MNIST written in the owners' IDX format (tests/owner_files.py)."""
 
 import glob
-import gzip
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.owner_files import write_idx_dataset
 from tests.recipes.loading import ROOT, load_recipe
 from tfvit.data import DataError
 from tfvit.experiments import cli
@@ -28,23 +28,9 @@ TINY = ["--dataset", "mnist", "--model", "vit_mnist_patch4_28", "--batch-size", 
         "--limit-test", "64", "--precision", "float32", "--no-jit"]
 
 
-def write_idx_gz(path, array):
-    """``array`` (uint8) as a gzipped IDX file: magic 0x0000 08 NN (2051 for 3-d, 2049 for 1-d), big-endian
-    int32 sizes, then the bytes."""
-    header = (0x0800 + array.ndim).to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
-
-
-def tiny_mnist(folder, train=256, test=64, seed=0):
-    """The four MNIST files of the owners, with ``train`` / ``test`` random 28x28 images, in ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for prefix, n in (("train", train), ("t10k", test)):
-        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
-    return folder
+def tiny_mnist(folder, train=256, test=64):
+    """The owners' four MNIST files (tests/owner_files.py's learnable digits) in ``folder``; returns it."""
+    return write_idx_dataset(folder, "mnist", count={"train": train, "test": test})
 
 
 def recipe_command(*args, recipe="gao_swin"):
