@@ -10,6 +10,7 @@ from tests.recipes.loading import load_recipe
 from tfvit.experiments import RunConfig
 from tfvit.experiments.cli import add_run_arguments, checkpoint_pair, existing_checkpoints
 from tfvit.experiments.config import FLAG_FIELDS
+from tfvit.experiments.run_folders import run_folder
 from tfvit.training import training_defaults
 from tfvit.training.resume import TrainingInterrupted, resume_epoch
 
@@ -80,10 +81,12 @@ def _study(tmp_path):
     """Four runs: a (2 epochs), b (4), c (3, one saved: 2 left) and d (finished earlier)."""
     configs = [RunConfig(dataset="mnist", model="m", batch_size=8, epochs=epochs, group=group, precision="float32",
                          jit=False) for group, epochs in (("a", 2), ("b", 4), ("c", 3), ("d", 5))]
-    os.makedirs(tmp_path / configs[2].name / "resume")
-    (tmp_path / configs[2].name / "resume" / "state.json").write_text(json.dumps({"epoch": 1, "callbacks": []}))
-    os.makedirs(tmp_path / configs[3].name)
-    (tmp_path / configs[3].name / "result.json").write_text(json.dumps({"config": dataclasses.asdict(configs[3])}))
+    saved, finished = (run_folder(c, tmp_path, create=True) for c in configs[2:])
+    os.makedirs(os.path.join(saved, "resume"))
+    with open(os.path.join(saved, "resume", "state.json"), "w") as f:
+        json.dump({"epoch": 1, "callbacks": []}, f)
+    with open(os.path.join(finished, "result.json"), "w") as f:
+        json.dump({"config": dataclasses.asdict(configs[3])}, f)
     return configs
 
 
@@ -93,19 +96,20 @@ def test_run_all_estimates_the_time_left_from_the_epochs_it_timed(tmp_path, monk
     monkeypatch.setattr(run_module.time, "perf_counter", lambda: clock[0])
 
     def fake_run(config, logdir, verbose):  # 30 s per epoch trained, 5 s of building and evaluating
-        if run_module.finished_result(config, os.path.join(logdir, config.name)) is None:
-            clock[0] += 5 + 30 * (config.epochs - resume_epoch(os.path.join(logdir, config.name, "resume")))
+        folder = run_folder(config, logdir, create=True)
+        if run_module.finished_result(config, folder) is None:
+            clock[0] += 5 + 30 * (config.epochs - resume_epoch(os.path.join(folder, "resume")))
         return {"epochs_run": config.epochs}
 
     monkeypatch.setattr(run_module, "run", fake_run)
     run_module.run_all(configs, str(tmp_path), verbose=1)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
-    assert lines[0] == f"[1/4] a: {configs[0].name}"  # nothing timed yet
+    assert lines[0] == "[1/4] a/b8-acc1-lr1e-3-e2"  # nothing timed yet
     # After a: 65 s over 2 epochs; b, c and d have 4 + 2 + 0 epochs to train: 195 s.
-    assert lines[1] == f"[2/4] b: {configs[1].name} (estimate: about 3 min left in the study)"
+    assert lines[1] == "[2/4] b/b8-acc1-lr1e-3-e4 (estimate: about 3 min left in the study)"
     # After b: 190 s over 6 epochs; c has 2 left.
-    assert lines[2] == f"[3/4] c: {configs[2].name} (estimate: about 63 s left in the study)"
-    assert lines[3] == f"[4/4] d: {configs[3].name}"  # finished earlier: nothing left to estimate
+    assert lines[2] == "[3/4] c/b8-acc1-lr1e-3-e3 (estimate: about 63 s left in the study)"
+    assert lines[3] == "[4/4] d/b8-acc1-lr1e-3-e5"  # finished earlier: nothing left to estimate
 
     run_module.run_all(configs, str(tmp_path), verbose=0)
     assert "estimate" not in capsys.readouterr().out

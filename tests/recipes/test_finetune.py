@@ -27,7 +27,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
         "--checkpoint", f"vit_cifar_patch4_32={checkpoint}", "--modes", "partial",
         "--layer-decay", "0.75", "--data-dir", str(owner_data), "--epochs", "1", "--batch-size", "16",
         "--limit-train", "32", "--limit-test", "16", "--gradcam-images", "3", "--logdir", str(tmp_path / "logs"),
-        "--verbose", "0",
+        "--verbose", "0", "--save-best",
     ])
     printed = capsys.readouterr().out
     assert "swin_cifar_patch2_window4_32: from scratch (no --checkpoint given for it)" in printed
@@ -53,13 +53,16 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
     assert [t.split(": ")[0] for t in tags] == ["gradcam/gradcam", "gradcam/gradcam", "gradcam/rollout"]
     assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 3 for t in tags)  # width, height, 3 PNGs
     assert np.isfinite([r["test_accuracy"] for r in results]).all()
-    # The checkpoint really reached the trained model: frozen layers still hold the Hugging Face tensors.
+    # The checkpoint really reached the trained model: frozen layers still hold the Hugging Face tensors, in the
+    # final weights and in the best epoch's model that --save-best keeps.
     import keras
     from safetensors.numpy import load_file
 
+    from tfvit.experiments.run import trained_model
+
     hf = load_file(str(checkpoint))
-    trained = keras.models.load_model(out / vit["name"] / "best.keras")
-    np.testing.assert_allclose(trained.get_layer("patch_embed").proj.kernel.numpy(),
-                               hf["vit.embeddings.patch_embeddings.projection.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_allclose(trained.get_layer("blocks.0").mlp.fc1.kernel.numpy(),
-                               hf["vit.encoder.layer.0.intermediate.dense.weight"].T)
+    for trained in (trained_model(vit, out), keras.models.load_model(out / vit["folder"] / "best.keras")):
+        np.testing.assert_allclose(trained.get_layer("patch_embed").proj.kernel.numpy(),
+                                   hf["vit.embeddings.patch_embeddings.projection.weight"].transpose(2, 3, 1, 0))
+        np.testing.assert_allclose(trained.get_layer("blocks.0").mlp.fc1.kernel.numpy(),
+                                   hf["vit.encoder.layer.0.intermediate.dense.weight"].T)

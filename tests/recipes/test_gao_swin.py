@@ -26,11 +26,16 @@ def quick(data_dir):
 
 
 def final_variables(out_dir):
-    """Model and optimizer variables at the end of every run under ``out_dir``, by run name."""
+    """The final weights of every finished run under ``out_dir`` (its model.weights.h5), by run folder."""
+    import h5py
+
     found = {}
-    for path in glob.glob(str(out_dir / "*" / "resume" / "variables.npz")):
-        with np.load(path) as stored:
-            found[Path(path).parents[1].name] = [stored[k] for k in sorted(stored.files, key=lambda k: int(k[1:]))]
+    for path in glob.glob(str(out_dir / "*" / "*" / "model.weights.h5")):
+        arrays = []
+        with h5py.File(path, "r") as stored:
+            stored.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset)
+                              else None)
+        found[str(Path(path).parent.relative_to(out_dir))] = [value for _, value in sorted(arrays, key=lambda a: a[0])]
     return found
 
 
@@ -63,15 +68,23 @@ def test_compare_with_default_flags_writes_its_outputs_and_trains_both_arms_iden
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
     assert [len(r["history"]["epoch"]) for r in results] == [2, 2]
+    # TensorBoard's run names: the arm the tables compare, then the settings that tell the runs apart.
+    assert [r["folder"] for r in results] == ["accumulation/b128-acc4-lr1e-3-e2", "baseline-effective/b128-acc1-lr1e-3-e2"]
     for run in results:
-        run_dir = out / run["name"]
+        run_dir = out / run["folder"]
         train_tags = tags(run_dir / "train")
         # (The step scalars, written every 10 updates, are checked on the longer run of the kill test.)
-        assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_epoch_time", "epoch_step_time",
+        assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time", "epoch_step_time",
                 "epoch_images_per_second", "epoch_peak_memory_mb"} <= train_tags
         assert {"epoch_loss", "epoch_accuracy"} <= tags(run_dir / "validation")
+        assert {"test_accuracy", "time_per_epoch", "images_per_second", "peak_memory_mb"} <= tags(run_dir / "result")
         assert "_hparams_/session_start_info" in tags(run_dir)
-        assert (run_dir / "best.keras").exists()
+        hparams = json.loads((run_dir / "hparams.json").read_text())
+        assert hparams["run_id"] == run["name"] and hparams["arm"] == run["group"]
+        assert hparams["drop_path"] == 0.1 and hparams["train_examples"] == 256  # the values used, not -1 or 0
+        # A finished run keeps its final weights and result, not the resume state or (by default) best.keras.
+        assert (run_dir / "model.weights.h5").exists() and not (run_dir / "resume").exists()
+        assert not (run_dir / "best.keras").exists()
 
     accumulated, baseline = results
     assert accumulated["config"]["drop_path"] < 0  # the model's own rate: stochastic depth is on
@@ -114,7 +127,7 @@ def test_killed_run_restarted_with_the_same_command_ends_as_uninterrupted(tmp_pa
     deadline = time.time() + 300
     state = None
     while time.time() < deadline and process.poll() is None:
-        found = glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "resume" / "state.json"))
+        found = glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "resume" / "state.json"))
         if found and json.loads(Path(found[0]).read_text())["epoch"] >= 2:
             state = found[0]
             process.send_signal(signal.SIGKILL)
@@ -123,22 +136,22 @@ def test_killed_run_restarted_with_the_same_command_ends_as_uninterrupted(tmp_pa
     process.wait(timeout=60)
     assert state is not None, "the run finished or failed before it could be killed"
     killed_at = json.loads(Path(state).read_text())["epoch"]
-    assert killed_at < 6 and not glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "result.json"))
+    assert killed_at < 6 and not glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "result.json"))
 
     subprocess.run(command(logdir), check=True, env=env, capture_output=True, timeout=600)
     whole = final_variables(tmp_path / "whole" / "gao_swin" / "mnist")
-    (whole_run,) = glob.glob(str(tmp_path / "whole" / "gao_swin" / "mnist" / "*" / "train"))
+    (whole_run,) = glob.glob(str(tmp_path / "whole" / "gao_swin" / "mnist" / "*" / "*" / "train"))
     assert {"step_loss", "step_learning_rate"} <= tags(whole_run)  # 24 updates: steps 10 and 20 logged
     resumed = final_variables(logdir / "gao_swin" / "mnist")
     assert whole.keys() == resumed.keys()
     for name in whole:
         for a, b in zip(whole[name], resumed[name]):
             np.testing.assert_array_equal(a, b)
-    history = list(csv.DictReader(open(glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "history.csv"))[0])))
+    history = list(csv.DictReader(open(glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "history.csv"))[0])))
     assert sorted({int(r["epoch"]) for r in history}) == list(range(6))
     # The run learned: after 24 updates the test loss is well below chance level (ln 10 = 2.30, the loss of
     # predicting the class frequencies, where a model that learned nothing from the images stops): 2.82 after the
     # first epoch, 1.65 at the end on a CPU. The generated digits' class is in their pattern, as a real digit's is.
-    (result,) = glob.glob(str(tmp_path / "whole" / "gao_swin" / "mnist" / "*" / "result.json"))
+    (result,) = glob.glob(str(tmp_path / "whole" / "gao_swin" / "mnist" / "*" / "*" / "result.json"))
     result = json.loads(Path(result).read_text())
     assert result["test_loss"] < min(2.0, result["history"]["val_loss"][0])

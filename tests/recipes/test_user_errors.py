@@ -101,7 +101,8 @@ def test_ctrl_c_says_which_epochs_are_saved_and_the_same_command_resumes(tmp_pat
     # SIGINT's default handler in the child, whatever this process inherited (a shell's background job ignores it).
     process = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    pattern = str(logdir / "gao_swin" / "mnist" / "*" / "resume" / "state.json")
+    study = logdir / "gao_swin" / "mnist"
+    pattern = str(study / "*" / "*" / "resume" / "state.json")
     deadline, sent = time.time() + 300, False
     while time.time() < deadline and process.poll() is None:
         found = glob.glob(pattern)
@@ -119,18 +120,19 @@ def test_ctrl_c_says_which_epochs_are_saved_and_the_same_command_resumes(tmp_pat
     (state,) = glob.glob(pattern)
     saved = json.loads(Path(state).read_text())["epoch"]
     assert 1 <= saved < epochs, "the interrupt came after the last epoch"
-    name = Path(state).parents[1].name
+    name = str(Path(state).parents[1].relative_to(study))  # the run's folder: <arm>/<short config>
+    assert name == "accumulation/b64-acc1-lr1e-3-e3"
     kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
     assert err.strip() == f"interrupted in epoch {saved + 1}/{epochs} of {name}; {kept}; run the same command to " \
                           "continue"
-    assert "Traceback" not in err and not (logdir / "gao_swin" / "mnist" / name / "result.json").exists()
+    assert "Traceback" not in err and not (study / name / "result.json").exists()
 
     resumed = run_command(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {name} from epoch {saved + 1}/{epochs}\n" in resumed.stdout
     # The saved epochs are not trained again; the run ends with all of them.
     assert f"Epoch {saved}/{epochs}" not in resumed.stdout and f"Epoch {epochs}/{epochs}" in resumed.stdout
-    result = json.loads((logdir / "gao_swin" / "mnist" / name / "result.json").read_text())
+    result = json.loads((study / name / "result.json").read_text())
     assert result["epochs_run"] == epochs and result["history"]["epoch"] == list(range(epochs))
 
 

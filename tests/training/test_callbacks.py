@@ -111,7 +111,7 @@ def test_standard_callbacks_fit_writes_everything(tmp_path):
 
     train, train_tags = read_events(run_dir / "train")
     validation, _ = read_events(run_dir / "validation")
-    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_epoch_time", "epoch_step_time",
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time", "epoch_step_time",
                 "epoch_images_per_second", "epoch_peak_memory_mb", "step_loss", "step_learning_rate"):
         assert tag in train_tags, tag
     assert [s for s, _ in train["epoch_loss"]] == [0, 1] and len(validation["epoch_accuracy"]) == 2
@@ -126,10 +126,11 @@ def test_standard_callbacks_fit_writes_everything(tmp_path):
     np.testing.assert_allclose([v for _, v in train["epoch_learning_rate"]], history["learning_rate"], rtol=1e-6)
 
     # TrainingSpeed's values reach History, TensorBoard and the CSV alike.
-    for key in ("epoch_time", "step_time", "images_per_second", "peak_memory_mb"):
+    assert "epoch_epoch_time" not in train_tags and "epoch_traced" not in train_tags
+    for key in ("time", "step_time", "images_per_second", "peak_memory_mb"):
         assert len(history[key]) == EPOCHS and all(v > 0 for v in history[key]), key
         np.testing.assert_allclose([v for _, v in train[f"epoch_{key}"]], history[key], rtol=1e-6)
-    for ips, step_time, epoch_time in zip(history["images_per_second"], history["step_time"], history["epoch_time"]):
+    for ips, step_time, epoch_time in zip(history["images_per_second"], history["step_time"], history["time"]):
         assert ips * step_time == pytest.approx(BATCH, rel=1e-6)   # consistency, not speed
         assert epoch_time >= step_time * EXAMPLES / BATCH           # the epoch holds its 8 steps
     # A peak, measured per epoch: the freed spike counts in epoch 0 only.
@@ -140,7 +141,7 @@ def test_standard_callbacks_fit_writes_everything(tmp_path):
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == EPOCHS and [int(r["epoch"]) for r in rows] == [0, 1]
-    for column in ("loss", "val_accuracy", "learning_rate", "epoch_time", "images_per_second", "peak_memory_mb"):
+    for column in ("loss", "val_accuracy", "learning_rate", "time", "images_per_second", "peak_memory_mb"):
         assert column in rows[0], column
 
     best = keras.saving.load_model(run_dir / "best.keras")
@@ -235,16 +236,6 @@ def test_peak_resident_memory_as_a_context_manager(method):
         pass
     assert fixed.baseline_mb == 10.0 and fixed.added_mb == pytest.approx(fixed.peak_mb - 10.0)
     assert fixed.peak_mb >= 0.9 * resident_mb()  # a real RSS, not 0
-
-
-def test_training_speed_marks_the_first_epoch_of_every_fit_as_traced():
-    """A resumed process starts a new fit: its first epoch builds the step again and is marked too."""
-    x, y = data()
-    model = compiled_model()
-    first = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[TrainingSpeed(BATCH)]).history
-    resumed = model.fit(x, y, batch_size=BATCH, initial_epoch=2, epochs=4, verbose=0,
-                        callbacks=[TrainingSpeed(BATCH)]).history
-    assert first["traced"] == [1.0, 0.0] and resumed["traced"] == [1.0, 0.0]
 
 
 def test_training_speed_counts_images_without_batch_size():

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfvit.training import GradientAccumulationModel
-from tfvit.training.resume import TrainingInterrupted, fit_resumable, resume_epoch
+from tfvit.training.resume import TrainingInterrupted, fit_resumable, resume_epoch, traced_epochs
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(48, 6)).astype("float32"), RNG.integers(0, 3, 48)
@@ -71,6 +71,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(restarted.optimizer.iterations) == 5 * 4
     assert fit_resumable(make_trainer(), dataset_from_epoch, 5, tmp_path / "b", 4, verbose=0) is None
+    # Each process's first epoch traced its steps: epoch 0, and epoch 3 where the restart began.
+    assert traced_epochs(tmp_path / "a") == [0] and traced_epochs(tmp_path / "b") == [0, 3]
+    assert traced_epochs(tmp_path / "nothing-saved") == [0]
 
 
 def test_callback_counters_survive_a_restart(tmp_path):

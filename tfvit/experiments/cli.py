@@ -107,6 +107,8 @@ def add_run_arguments(parser, datasets=DATASETS, **defaults):
                           help="root of the runs, tables and figures (tensorboard --logdir)")),
         ("--limit-train", dict(type=non_negative_int, default=0, help="use only the first N training images")),
         ("--limit-test", dict(type=non_negative_int, default=0, help="use only the first N test images")),
+        ("--save-best", dict(action="store_true",
+                             help="also keep the best epoch's model as best.keras (with its optimizer state)")),
         ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
         ("--debug", dict(action="store_true", help="show the traceback of an error instead of one paragraph")),
     ]

@@ -14,9 +14,9 @@ import os
 from tfvit.training.device_defaults import resolve as resolve_device_defaults
 from tfvit.training.micro_batches import micro_batch_size
 
-# Fields that say where things are or how a run is labelled, not what it computes: left out of the
-# run's identity, so that the same run read from another data folder resumes and is not trained again.
-NOT_IDENTITY = ("group", "data_dir")
+# Fields that say where things are, how a run is labelled or what it keeps, not what it computes: left out
+# of the run's identity, so that the same run read from another data folder resumes and is not trained again.
+NOT_IDENTITY = ("group", "data_dir", "save_best")
 # Flag destinations whose field has another name.
 FLAG_FIELDS = {"lr": "learning_rate"}
 
@@ -56,6 +56,7 @@ class RunConfig:
     frozen_blocks: int = -1  # "partial": blocks / stages frozen after the stem (< 0: the default, half)
     layer_decay: float = 0.0  # layer-wise learning-rate decay factor (0: none)
     data_dir: str = ""     # folder of the datasets' own files ("": $TFVIT_DATA_DIR, then tfds; tfvit.data)
+    save_best: bool = False  # also keep the best epoch's model (best.keras, with its optimizer state)
 
     def __post_init__(self):
         if self.accum > self.batch_size:

@@ -70,16 +70,15 @@ def study_table(results):
 
 
 def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", data_dir=None):
-    """Grad-CAM of every run's best model on the same first ``num_images`` test images, one row per run,
+    """Grad-CAM of every run's final model on the same first ``num_images`` test images, one row per run,
     for the true class of each image; also written to TensorBoard under ``runs_dir/<method>``.
 
     Each model sees the images at its own resolution; the figure shows them at the first run's.
     ``data_dir`` defaults to the runs' own (their configuration's). Returns the PNG path.
     """
-    import keras
-
     from tfvit import data as tfdata
     from tfvit import vis
+    from tfvit.experiments.run import trained_model
 
     if not results:
         raise ValueError("saliency_figure needs at least one finished run.")
@@ -88,7 +87,7 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
     info = tfdata.dataset_info(dataset)
     maps, row_labels, tags, shown, labels = [], [], [], None, None
     for r in results:
-        model = keras.models.load_model(os.path.join(runs_dir, r["name"], "best.keras"))
+        model = trained_model(r, runs_dir)
         images, labels = next(iter(tfdata.load(dataset, "test", num_images, image_size=model.image_size,
                                                channels=model.in_channels, limit=num_images, data_dir=data_dir)))
         images, labels = np.asarray(images), np.asarray(labels)

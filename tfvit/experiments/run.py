@@ -1,15 +1,20 @@
 """One training run of a study, from its configuration to a dictionary of measured results.
 
 Wires tfvit's parts in one direction: data -> model -> training -> callbacks/logs -> result. A run
-lives in its own directory under the log root (TensorBoard events, history.csv, best.keras, the resume
-state, result.json); starting the same configuration again continues an interrupted run, and returns a
-finished run's result without training again.
+lives in its own folder under the study's log root, ``<arm>/<short config>``
+(``tfvit.experiments.run_folders``): TensorBoard events, history.csv, config.json, hparams.json and, while
+it trains, the resume state. Starting the same configuration again continues an interrupted run, and
+returns a finished run's result without training again. Once a run has finished, its folder keeps the
+final weights (model.weights.h5) and result.json, and the resume state is deleted (it holds the
+optimizer's moments too: three times the weights); ``save_best`` also keeps the best epoch's
+best.keras.
 """
 
 import csv
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -17,13 +22,15 @@ import numpy as np
 
 import tfvit
 from tfvit import data as tfdata
-from tfvit.experiments.config import NOT_IDENTITY
+from tfvit.experiments.config import NOT_IDENTITY, RunConfig
+from tfvit.experiments.run_folders import run_folder
 from tfvit.training import GradientAccumulationModel
 from tfvit.training.callbacks import standard_callbacks
+from tfvit.training.hparams import RESULT_GROUP, log_run_metrics
 from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.precision import precision
-from tfvit.training.resume import TrainingInterrupted, epochs_text, fit_resumable, resume_epoch
+from tfvit.training.resume import TrainingInterrupted, epochs_text, fit_resumable, resume_epoch, traced_epochs
 from tfvit.training.schedules import WarmupCosineDecay, steps_per_epoch
 
 
@@ -44,20 +51,21 @@ def _history(run_dir):
     return columns
 
 
-def steady_mean(history, key):
-    """Mean of ``history[key]`` over the epochs that built no step function (``traced`` 0: not the first
-    epoch of a process's fit, which traces and compiles), so a resumed run's retrace is left out too; the
-    mean of all epochs when every one traced (a one-epoch run), nan without values."""
+def steady_mean(history, key, traced=(0,)):
+    """Mean of ``history[key]`` over the epochs that built no step function: all but the ``traced``
+    epochs (0-based; the first epoch of each process's fit traces and compiles, so a resumed run's
+    retrace is left out too; ``tfvit.training.resume.traced_epochs``). The mean of all epochs when every
+    one traced (a one-epoch run), nan without values."""
     values = np.asarray(history.get(key, []), dtype=float)
-    traced = np.asarray(history.get("traced", [1.0] + [0.0] * (len(values) - 1)), dtype=float)[:len(values)]
-    steady = values[(traced == 0) & np.isfinite(values)]
-    finite = values[np.isfinite(values)]
-    return float(np.mean(steady)) if len(steady) else float(np.mean(finite)) if len(finite) else float("nan")
+    epochs = np.asarray(history.get("epoch", range(len(values))), dtype=int)[:len(values)]
+    finite = np.isfinite(values)
+    steady = values[finite & ~np.isin(epochs, list(traced))]
+    return float(np.mean(steady)) if len(steady) else float(np.mean(values[finite])) if finite.any() else float("nan")
 
 
 def first_epoch_time(history):
     """Seconds of the run's first epoch, which includes tracing and compiling the steps (nan without)."""
-    times = history.get("epoch_time", [])
+    times = history.get("time", [])
     return float(times[0]) if times else float("nan")
 
 
@@ -70,6 +78,15 @@ def finished_result(config, run_dir):
         result = json.load(f)
     saved = {k: v for k, v in result.get("config", {}).items() if k not in NOT_IDENTITY}
     return result if saved == config.identity() else None
+
+
+def trained_model(result, logdir):
+    """The model of a finished run (a ``run`` result) under the study root ``logdir``, with its final
+    weights, in float32 for inference and saliency maps."""
+    config = RunConfig(**dict(result["config"], pretrained=""))  # the final weights replace any checkpoint
+    model, _ = build_model(config)
+    model.load_weights(os.path.join(logdir, result["folder"], "model.weights.h5"))
+    return model
 
 
 def build_model(config):
@@ -112,30 +129,55 @@ def run(config, logdir="logs", verbose=1):
     state. Ctrl-C comes out as ``tfvit.training.resume.TrainingInterrupted`` naming the run and the epochs
     saved. The configuration's precision policy holds while the model is built and trained and is put back
     afterwards, also when training fails."""
-    run_dir = os.path.join(logdir, config.name)
+    run_dir = run_folder(config, logdir, create=True)
+    label = os.path.relpath(run_dir, logdir)
     result = finished_result(config, run_dir)
     if result is not None:
         if verbose:
-            print(f"{config.name}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
+            print(f"{label}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
         return result
     resume_dir = os.path.join(run_dir, "resume")
     saved = resume_epoch(resume_dir)
     if verbose and saved:
-        print(f"resuming {config.name} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
-              f"{config.name}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
+        print(f"resuming {label} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
+              f"{label}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
     try:
         with precision(config.precision):
-            result = _train_and_evaluate(config, run_dir, verbose)
+            result = _train_and_evaluate(config, run_dir, label, verbose)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
-        raise TrainingInterrupted(config.name, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
+        raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
     with open(os.path.join(run_dir, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
+    # The result and the final weights are written: the resume state has nothing left to continue.
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return result
 
 
-def _train_and_evaluate(config, run_dir, verbose):
+def _run_hparams(config, model, trainer, num_train, num_test):
+    """What the HParams dashboard shows of a run: its identity with the values actually used (the
+    optimizer's weight decay, the model's own dropout, stochastic-depth rate and image size, the examples
+    trained and tested on), its arm and its digest."""
+    hparams = {k: v for k, v in config.identity().items() if k not in ("limit_train", "limit_test")}
+    model_config = model.get_config()
+    height, width = model.image_size
+    hparams.update(
+        arm=config.group or config.model, run_id=config.name,
+        weight_decay=float(trainer.optimizer.weight_decay),
+        dropout=float(model_config.get("dropout", config.dropout)),
+        drop_path=float(model_config.get("drop_path_rate", 0.0)),
+        image_size=int(height) if height == width else f"{height}x{width}", train_examples=int(num_train), test_examples=int(num_test),
+    )
+    return hparams
+
+
+# The run's own figures in the HParams dashboard (log_run_metrics), by result key.
+RESULT_METRICS = ("test_accuracy", "test_loss", "time_per_epoch", "first_epoch_time", "images_per_second",
+                  "peak_memory_mb")
+
+
+def _train_and_evaluate(config, run_dir, label, verbose):
     keras.utils.set_random_seed(config.seed)
     model, frozen = build_model(config)
     data_dir = config.data_dir or None
@@ -148,29 +190,35 @@ def _train_and_evaluate(config, run_dir, verbose):
 
     augment = config.augment or None
     test = loader("test")
-    num_train = len(tfdata.load_arrays(config.dataset, "train", limit=config.limit_train or None,
-                                       data_dir=data_dir)[1])
+    def examples(split, limit):
+        return len(tfdata.load_arrays(config.dataset, split, limit=limit or None, data_dir=data_dir)[1])
+
+    num_train = examples("train", config.limit_train)
     updates_per_epoch = steps_per_epoch(num_train, config.batch_size)
     trainer = compile_trainer(config, model, updates_per_epoch)
-    hparams = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("limit_test", "data_dir")}
-    hparams["weight_decay"] = float(trainer.optimizer.weight_decay)  # the value used, when the config left the default
+    metrics = ["train/epoch_loss", "validation/epoch_loss", "validation/epoch_accuracy"]
     callbacks = standard_callbacks(
-        run_dir, monitor="val_accuracy", batch_size=config.batch_size, hparams=hparams,
+        run_dir, monitor="val_accuracy", batch_size=config.batch_size, best_checkpoint=config.save_best,
+        hparams=_run_hparams(config, model, trainer, num_train, examples("test", config.limit_test)),
+        hparams_metrics=metrics + [f"{RESULT_GROUP}/{key}" for key in RESULT_METRICS],
         early_stopping_patience=config.patience or None,
     )
+    resume_dir = os.path.join(run_dir, "resume")
     started = time.perf_counter()
     fit_resumable(
-        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs,
-        os.path.join(run_dir, "resume"), updates_per_epoch, callbacks=callbacks, name=config.name,
-        validation_data=test, verbose=verbose,
+        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs, resume_dir,
+        updates_per_epoch, callbacks=callbacks, name=label, validation_data=test, verbose=verbose,
     )
     wall = time.perf_counter() - started
     test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
+    model.save_weights(os.path.join(run_dir, "model.weights.h5"))
     history = _history(run_dir)
+    traced = traced_epochs(resume_dir)
     stats = tfvit.stats(model)
-    return {
+    result = {
         "config": dataclasses.asdict(config),
         "name": config.name,
+        "folder": label,
         "group": config.group,
         "micro_batch": config.micro_batch,
         "train_examples": num_train,
@@ -183,10 +231,11 @@ def _train_and_evaluate(config, run_dir, verbose):
         "test_loss": float(test_loss),
         "best_test_accuracy": max(history.get("val_accuracy", [float("nan")])),
         # Steady state: the epochs that did not trace (see steady_mean); the first epoch on its own.
-        "time_per_epoch": steady_mean(history, "epoch_time"),
+        "traced_epochs": traced,
+        "time_per_epoch": steady_mean(history, "time", traced),
         "first_epoch_time": first_epoch_time(history),
-        "time_per_step": steady_mean(history, "step_time"),
-        "images_per_second": steady_mean(history, "images_per_second"),
+        "time_per_step": steady_mean(history, "step_time", traced),
+        "images_per_second": steady_mean(history, "images_per_second", traced),
         "peak_memory_mb": max(history.get("peak_memory_mb", [float("nan")])),
         "wall_time_this_call": wall,
         "params": stats.params,
@@ -196,12 +245,14 @@ def _train_and_evaluate(config, run_dir, verbose):
         "batch_norm": any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()),
         "history": history,
     }
+    log_run_metrics(run_dir, {key: result[key] for key in RESULT_METRICS}, step=result["epochs_run"])
+    return result
 
 
 def epochs_left(config, logdir):
     """Epochs ``config`` still has to train under ``logdir``: 0 when it finished earlier, else its epochs
     less those its resume state holds."""
-    run_dir = os.path.join(logdir, config.name)
+    run_dir = run_folder(config, logdir)
     if finished_result(config, run_dir) is not None:
         return 0
     return max(config.epochs - resume_epoch(os.path.join(run_dir, "resume")), 0)
@@ -217,7 +268,7 @@ def duration_text(seconds):
 
 
 def run_all(configs, logdir, verbose=1):
-    """``run`` each configuration in turn, announcing it as ``[i/n] <group>: <name>``; returns the results
+    """``run`` each configuration in turn, announcing it as ``[i/n] <arm>/<short config>``; returns the results
     in order.
 
     With ``verbose``, once a run has trained in this call, each announcement ends with an estimate of the
@@ -230,13 +281,13 @@ def run_all(configs, logdir, verbose=1):
     configs = list(configs)
     results, seconds, epochs_timed = [], 0.0, 0
     for i, config in enumerate(configs, 1):
-        line = f"\n[{i}/{len(configs)}] {config.group}: {config.name}"
+        run_dir = run_folder(config, logdir)
+        line = f"\n[{i}/{len(configs)}] {os.path.relpath(run_dir, logdir)}"
         if verbose and epochs_timed:
             left = sum(epochs_left(c, logdir) for c in configs[i - 1:])
             if left:
                 line += f" (estimate: about {duration_text(seconds / epochs_timed * left)} left in the study)"
         print(line, flush=True)
-        run_dir = os.path.join(logdir, config.name)
         finished = finished_result(config, run_dir) is not None
         saved = resume_epoch(os.path.join(run_dir, "resume"))
         started = time.perf_counter()

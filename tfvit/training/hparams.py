@@ -6,6 +6,10 @@ from any one run of the logdir. Metrics are scalar tags that the runs already wr
 run's subfolder (``train`` / ``validation``, as ``keras.callbacks.TensorBoard`` writes them) and the
 tag. The dashboard shows only bool, number and string values, so anything else is refused rather
 than silently turned into text.
+
+``log_run_metrics`` writes a finished run's own figures (test accuracy, steady time per epoch, ...)
+as scalars in the run's ``result`` folder, where the dashboard reads them as metrics
+(``"result/test_accuracy"``) beside the per-epoch curves.
 """
 
 import json
@@ -14,6 +18,9 @@ import os
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
+
+# The run subfolder of log_run_metrics's scalars.
+RESULT_GROUP = "result"
 
 
 def _hparam_value(name, value):
@@ -34,7 +41,7 @@ def _hparam_metric(metric):
     if not isinstance(metric, str) or not metric:
         raise ValueError(f"metrics must hold tags such as 'validation/epoch_accuracy', got {metric!r}.")
     group, _, tag = metric.partition("/")
-    if group in ("train", "validation") and tag:
+    if group in ("train", "validation", RESULT_GROUP) and tag:
         return hp.Metric(tag, group=group)
     return hp.Metric(metric)
 
@@ -70,3 +77,15 @@ def log_hparams(logdir, hparams, metrics=None, trial_id=None):
         hp.hparams(values, trial_id=trial_id or os.path.basename(os.path.normpath(logdir)))
     writer.close()
     return values
+
+
+def log_run_metrics(logdir, metrics, step=0):
+    """Write ``metrics`` ({name: number}) as scalars ``name`` at ``step`` in ``logdir/result``, the run's
+    figures that the HParams dashboard shows as the metrics ``"result/<name>"``. Values that are not
+    finite (a figure the run could not measure) are left out: the dashboard shows them as empty."""
+    writer = tf.summary.create_file_writer(os.path.join(os.fspath(logdir), RESULT_GROUP))
+    with writer.as_default():
+        for name, value in metrics.items():
+            if value is not None and np.isfinite(value):
+                tf.summary.scalar(name, float(value), step=step)
+    writer.close()

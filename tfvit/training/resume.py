@@ -11,6 +11,9 @@ only on (seed, e), so the restarted run sees the batches the interrupted one wou
 An interruption (Ctrl-C, SIGINT) inside ``fit_resumable`` comes out as ``TrainingInterrupted``, a
 ``KeyboardInterrupt`` that says which epoch was running and which are saved: the epochs whose state file
 was written. The epoch in progress is lost and trained again on restart.
+
+The state also records the epoch at which each process began training (``traced_epochs``): those epochs
+include tracing and compiling the steps, and a steady-state time per epoch leaves them out.
 """
 
 import json
@@ -32,6 +35,16 @@ def resume_epoch(directory):
         return 0
     with open(path) as f:
         return int(json.load(f)["epoch"])
+
+
+def traced_epochs(directory):
+    """The epochs (0-based) at which a process began training the run saved in ``directory``: the first
+    epoch of each ``fit`` call, whose time includes tracing and compiling the steps ([0] without a record)."""
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return [0]
+    with open(path) as f:
+        return [int(e) for e in json.load(f).get("fit_starts", [0])]
 
 
 def epochs_text(saved, epochs):
@@ -83,6 +96,7 @@ class ResumableTraining(keras.callbacks.Callback):
         super().__init__()
         self.directory = str(directory)
         self.tracked_callbacks = [c for c in callbacks if c is not self]
+        self.fit_starts = [0]
 
     def _variables(self):
         return list(self.model.variables) + list(self.model.optimizer.variables)
@@ -90,9 +104,12 @@ class ResumableTraining(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         state_path = os.path.join(self.directory, STATE_FILE)
         if not os.path.exists(state_path):
+            self.fit_starts = [0]
             return
         with open(state_path) as f:
             state = json.load(f)
+        # This process traces its steps afresh: its first epoch is one more that is not steady state.
+        self.fit_starts = [int(e) for e in state.get("fit_starts", [0])] + [int(state["epoch"])]
         optimizer = self.model.optimizer
         if not optimizer.built:  # Keras creates the optimizer's variables at the first step; restore needs them now
             optimizer.build(self.model.trainable_variables)
@@ -122,7 +139,7 @@ class ResumableTraining(keras.callbacks.Callback):
             {name: _plain(getattr(c, name)) for name in CALLBACK_COUNTERS if _plain(getattr(c, name, None)) is not None}
             for c in self.tracked_callbacks
         ]
-        state = {"epoch": epoch + 1, "callbacks": counters}
+        state = {"epoch": epoch + 1, "callbacks": counters, "fit_starts": self.fit_starts}
         # The state file is written last: it is what says the epoch is complete.
         _atomic_write(os.path.join(self.directory, STATE_FILE), lambda p: open(p, "w").write(json.dumps(state)))
 

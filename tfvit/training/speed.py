@@ -3,7 +3,7 @@
 A step is timed from ``on_train_batch_begin`` to ``on_train_batch_end``: Keras's TensorFlow loop has
 the step's results in hand by then, so the time covers the whole step on an accelerator too, and
 what runs between steps (callbacks, validation) is left out of ``step_time`` but counted in
-``epoch_time``. Images per second is images / summed step time; without a fixed batch size the
+``time``. Images per second is images / summed step time; without a fixed batch size the
 images are counted by the sample-weighted loss mean that ``train_step`` updates, which counts a
 short last batch exactly. Peak memory is measured per epoch (reset at each epoch's start) with
 ``tfvit.training.memory.PeakResidentMemory``, and on GPUs with TensorFlow's allocator statistics.
@@ -26,16 +26,14 @@ _MiB = 2.0**20
 class TrainingSpeed(keras.callbacks.Callback):
     """Add per-epoch time, throughput and peak memory to the epoch logs.
 
-    - ``epoch_time``: seconds from ``on_epoch_begin`` to this callback's ``on_epoch_end``, so it
-      includes validation and the callbacks that run before it.
+    - ``time``: seconds from ``on_epoch_begin`` to this callback's ``on_epoch_end``, so it includes
+      validation and the callbacks that run before it (TensorBoard's tag: ``epoch_time``).
     - ``step_time``: mean seconds per training batch, timed from ``on_train_batch_begin`` to
       ``on_train_batch_end``. The first epoch includes graph tracing.
     - ``images_per_second``: training images / summed batch time = B / step_time with ``batch_size``
       B. Without ``batch_size``, the images are counted by the sample-weighted loss mean that Keras's
       ``train_step`` (and ``GradientAccumulationModel``) updates, which also counts a short last batch
       exactly; if the model has no such tracker, the value is left out.
-    - ``traced``: 1 for the first epoch of each ``fit`` call, whose time includes building the step
-      (tracing, XLA compilation), also in a resumed process; 0 for the others, the steady state.
     - ``peak_memory_mb``: peak resident memory of the process during the epoch, in MiB (see
       ``memory``): host memory, which holds the model and data on CPU.
     - ``gpu_peak_memory_mb``: where GPUs exist, TensorFlow's allocator peak during the epoch, in MiB,
@@ -64,7 +62,6 @@ class TrainingSpeed(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._probe = PeakResidentMemory(self.memory, self.sample_interval)
-        self._traced = True  # the first epoch of a fit call builds (traces, compiles) its step functions
         self._probe.start()
         self._gpus = [f"GPU:{i}" for i in range(len(tf.config.list_logical_devices("GPU")))]
         try:
@@ -102,9 +99,7 @@ class TrainingSpeed(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logs["epoch_time"] = time.perf_counter() - self._epoch_start
-        logs["traced"] = float(self._traced)
-        self._traced = False
+        logs["time"] = time.perf_counter() - self._epoch_start
         if self._batches:
             logs["step_time"] = self._busy / self._batches
             images = self.batch_size * self._batches if self.batch_size else self._images
