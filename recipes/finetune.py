@@ -3,7 +3,7 @@
 
     python recipes/finetune.py --checkpoint vit_tiny_patch16_224=vit_tiny.safetensors \\
         --checkpoint swin_tiny_patch4_window7_224=swin_tiny.safetensors --modes partial,full --epochs 15
-    tensorboard --logdir logs
+    tensorboard --logdir logs/finetune/cifar10           # this study's curves, one run per <arm>/<settings>
 
 Checkpoints are Hugging Face transformers or timm .safetensors files (tfvit.convert); a model given no
 checkpoint is trained from random weights, and the tables and the figure say "from scratch" for it.
@@ -60,7 +60,7 @@ def main(argv=None):
         figure = finetune.saliency_figure(results, out_dir, os.path.join(out_dir, "gradcam.png"),
                                           num_images=args.gradcam_images, method=args.gradcam_method)
         print(f"{args.gradcam_method}: {figure}")
-    print(f"TensorBoard: tensorboard --logdir {args.logdir}")
+    print(f"TensorBoard: tensorboard --logdir {out_dir}")
 
 
 if __name__ == "__main__":

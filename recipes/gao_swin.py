@@ -4,7 +4,7 @@
     python recipes/gao_swin.py --accum 4 --compare                # + the same run without accumulation
     python recipes/gao_swin.py --accum 4 --compare --baseline micro --lr-scaling linear
     python recipes/gao_swin.py --accum 4 --compare --sweep --dataset mnist   # the paper's grid
-    tensorboard --logdir logs
+    tensorboard --logdir logs/gao_swin/cifar10           # this study's curves, one run per <arm>/<settings>
 
 --lr is the rate for the micro-batch size (batch / accum); --lr-scaling scales each run's rate from it.
 Writes, under <logdir>/gao_swin/<dataset>/: one TensorBoard run per configuration, results.csv /
@@ -50,7 +50,7 @@ def main(argv=None):
         print(comparison + "\n")
     figure = plot_runs(results, os.path.join(out_dir, "results.png"),
                        title=f"Swin with and without gradient accumulation, {args.dataset}")
-    print(f"figure: {figure}\ncurves: tensorboard --logdir {args.logdir}")
+    print(f"figure: {figure}\ncurves: tensorboard --logdir {out_dir}")
 
 
 if __name__ == "__main__":

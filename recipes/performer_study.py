@@ -3,7 +3,7 @@ features, global attention, Swin, and 2D / 1D local attention, as its Tables 1 a
 
     python recipes/performer_study.py --dataset mnist --epochs 60
     python recipes/performer_study.py --dataset cifar10 --models performer_softmax_64,global,local2d,local1d
-    tensorboard --logdir logs
+    tensorboard --logdir logs/performer_study/cifar10           # this study's curves, one run per <arm>/<settings>
 
 Writes, under <logdir>/performer_study/<dataset>/: one TensorBoard run per model, results.csv /
 .json / .md, study_table.md (the study's layout, its published figures beside ours) and study.png
@@ -38,7 +38,7 @@ def main(argv=None):
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, performer.study_table(results))
     figure = plot_study(results, os.path.join(out_dir, "study.png"), title=f"Attention variants on {args.dataset}")
-    print(f"figure: {figure}\ncurves: tensorboard --logdir {args.logdir}")
+    print(f"figure: {figure}\ncurves: tensorboard --logdir {out_dir}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ weights, and training from scratch (the study's two columns were the first two; 
 tfvit/experiments/vit_vs_resnet.py):
     python recipes/vit_vs_resnet.py --problem 2 --checkpoint Swin-Tiny=swin_tiny.safetensors \\
         --checkpoint Swin-Small=swin_small.safetensors --epochs 5
-    tensorboard --logdir logs
+    tensorboard --logdir logs/vit_vs_resnet/problem1_cifar10           # this study's curves, one run per <arm>/<settings>
 
 Writes, under <logdir>/vit_vs_resnet/problem<N>_<dataset>/: one TensorBoard run per model, results.csv /
 .json / .md, study_table.md (the study's layout, its figures beside ours) and curves.png. Interrupted runs
@@ -62,7 +62,7 @@ def main(argv=None):
     write_study(results, out_dir, tabulate(results), [f"not run: {line}" for line in skipped])
     curves = plot_runs(results, os.path.join(out_dir, "curves.png"),
                        title=f"seed 001 problem {args.problem} on {dataset}")
-    print(f"figure: {curves}\ncurves: tensorboard --logdir {args.logdir}")
+    print(f"figure: {curves}\ncurves: tensorboard --logdir {out_dir}")
 
 
 if __name__ == "__main__":

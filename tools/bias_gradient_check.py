@@ -9,7 +9,7 @@ gradient of the cross-entropy of one random batch, and prints, for every bias of
 
 With ``TFVIT_CLOSED_FORM_GRADIENTS=0`` the layers fall back to Keras's bias addition, whose TensorFlow
 CPU gradient kernel accumulates bfloat16 in bfloat16 (tfvit/layers/bias.py). bfloat16's own rounding
-(8 significant bits) bounds what any bfloat16 gradient can reach; the README gives the measured errors.
+(8 significant bits) bounds what any bfloat16 gradient can reach; docs/accumulation.md gives the measured errors.
 """
 
 import argparse

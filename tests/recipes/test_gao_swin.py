@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from tests.recipes.loading import ROOT, load_recipe
@@ -27,8 +28,6 @@ def quick(data_dir):
 
 def final_variables(out_dir):
     """The final weights of every finished run under ``out_dir`` (its model.weights.h5), by run folder."""
-    import h5py
-
     found = {}
     for path in glob.glob(str(out_dir / "*" / "*" / "model.weights.h5")):
         arrays = []
@@ -84,6 +83,8 @@ def test_compare_with_default_flags_writes_its_outputs_and_trains_both_arms_iden
         assert hparams["drop_path"] == 0.1 and hparams["train_examples"] == 256  # the values used, not -1 or 0
         # A finished run keeps its final weights and result, not the resume state or (by default) best.keras.
         assert (run_dir / "model.weights.h5").exists() and not (run_dir / "resume").exists()
+        with h5py.File(run_dir / "model.weights.h5", "r") as weights:
+            assert "optimizer" not in weights  # the moments are three times the weights and no longer needed
         assert not (run_dir / "best.keras").exists()
 
     accumulated, baseline = results

@@ -57,7 +57,7 @@ def plan(base, compare=False, baseline="effective", lr_scaling="none", sweep=Fal
 
 
 # Largest relative difference of per-epoch losses that still reads as "the same training", per policy:
-# float32 rounding of summation orders compounds to ~1e-7 over an epoch or two (README, GAO section);
+# float32 rounding of summation orders compounds to ~1e-7 over an epoch or two (docs/accumulation.md);
 # the mixed policies compute in 16-bit floats, and the arms may differ by one rounding step of the
 # loss: 2^-8 for bfloat16's 8 significant bits, 2^-11 for float16's 11.
 LOSS_TOLERANCE = {"float32": 1e-4, "mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}

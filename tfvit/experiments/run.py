@@ -80,6 +80,15 @@ def finished_result(config, run_dir):
     return result if saved == config.identity() else None
 
 
+def save_final_weights(model, path):
+    """``model.save_weights(path)`` without the optimizer's variables, which a compiled model would add
+    (Adam's two moments: three times the file) and which nothing reads once the run has finished."""
+    from keras.src.saving import saving_lib  # Keras's own writer; its public save_weights has no way to skip
+
+    optimizer = getattr(model, "optimizer", None)
+    saving_lib.save_weights_only(model, path, objects_to_skip=[optimizer] if optimizer is not None else None)
+
+
 def trained_model(result, logdir):
     """The model of a finished run (a ``run`` result) under the study root ``logdir``, with its final
     weights, in float32 for inference and saliency maps."""
@@ -159,15 +168,18 @@ def _run_hparams(config, model, trainer, num_train, num_test):
     """What the HParams dashboard shows of a run: its identity with the values actually used (the
     optimizer's weight decay, the model's own dropout, stochastic-depth rate and image size, the examples
     trained and tested on), its arm and its digest."""
-    hparams = {k: v for k, v in config.identity().items() if k not in ("limit_train", "limit_test")}
     model_config = model.get_config()
     height, width = model.image_size
+    # First what tells a study's runs apart (the dashboard shows the first columns), then the rest.
+    hparams = {"arm": config.group or config.model, "model": config.model, "batch_size": config.batch_size,
+               "accum": config.accum, "learning_rate": config.learning_rate, "epochs": config.epochs}
+    hparams.update((k, v) for k, v in config.identity().items() if k not in hparams and k not in ("limit_train", "limit_test"))
     hparams.update(
-        arm=config.group or config.model, run_id=config.name,
-        weight_decay=float(trainer.optimizer.weight_decay),
+        run_id=config.name, weight_decay=float(trainer.optimizer.weight_decay),
         dropout=float(model_config.get("dropout", config.dropout)),
         drop_path=float(model_config.get("drop_path_rate", 0.0)),
-        image_size=int(height) if height == width else f"{height}x{width}", train_examples=int(num_train), test_examples=int(num_test),
+        image_size=int(height) if height == width else f"{height}x{width}", train_examples=int(num_train),
+        test_examples=int(num_test),
     )
     return hparams
 
@@ -211,7 +223,7 @@ def _train_and_evaluate(config, run_dir, label, verbose):
     )
     wall = time.perf_counter() - started
     test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
-    model.save_weights(os.path.join(run_dir, "model.weights.h5"))
+    save_final_weights(model, os.path.join(run_dir, "model.weights.h5"))
     history = _history(run_dir)
     traced = traced_epochs(resume_dir)
     stats = tfvit.stats(model)

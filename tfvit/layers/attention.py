@@ -21,7 +21,7 @@ def exact_attention(q, k, v, bias=None, scale=None, return_weights=False):
     to d^-1/2. Both products are batched matrix products (``keras.ops.matmul``; the transpose of k is
     folded into the product by TensorFlow's graph optimizer): on TensorFlow they are mostly a little
     faster forward and backward than the same products written as einsums, whose kernel transposes its
-    operands itself (the README's Performance section measures it with
+    operands itself (docs/performance.md measures it with
     ``python -m tools.attention_path_bench``). The logits are formed in the inputs' dtype (fast under
     mixed precision) but the softmax runs in float32, where a float16 exponential would overflow and a
     bfloat16 sum would lose the small terms.
@@ -82,7 +82,7 @@ class FusedSelfAttention(keras.layers.Layer):
         # the leading axis: the backward pass is one stack and one transpose. (Indexing q, k, v out
         # of the reshape instead gives three strided slices, whose gradients are three zero-filled
         # tensors of the full qkv size added up.) ``python -m tools.attention_path_bench`` times the
-        # paths; the README's Performance section has its numbers.
+        # paths; docs/performance.md has its numbers.
         return ops.unstack(ops.transpose(self.qkv_tokens(x), (2, 0, 3, 1, 4)), 3, axis=0)
 
     def merge_heads(self, out, training=None, heads_first=True):
@@ -111,8 +111,8 @@ class MultiHeadSelfAttention(FusedSelfAttention):
     attention weights (float32), e.g. for attention rollout. ``use_fused_attention`` routes the
     plain case (no weights requested, no attention dropout) through ``keras.ops.dot_product_attention``;
     the default ``None`` does so on backends that have a fused kernel for it (JAX, torch). On
-    TensorFlow that op is two einsums, slower than the explicit path's batched matrix products (the
-    README's Performance section, measured with ``python -m tools.attention_path_bench``), so the
+    TensorFlow that op is two einsums, slower than the explicit path's batched matrix products (see
+    docs/performance.md, measured with ``python -m tools.attention_path_bench``), so the
     default there is the explicit path. Sub-layers follow timm: ``qkv`` and ``proj``.
     """
 

@@ -6,15 +6,15 @@ CPU accumulates bfloat16 in bfloat16: bfloat16 keeps 8 significant bits, so once
 256 adding a 1 rounds away, and the bias gradient of 8320 tokens (a CIFAR ViT batch of 128 x 65) that
 should be 8320 comes out as 256 (tests/layers/test_bias.py; TensorFlow issue #86378 reports the op's
 CPU results disagreeing with the GPU's, and PyTorch had the same bug, #68048). Under mixed_bfloat16 the
-bias gradients of Keras's Dense and Conv layers are far off for any realistic batch (the README's
-"bfloat16 bias gradients on TensorFlow" gives the errors that ``python -m tools.bias_gradient_check``
+bias gradients of Keras's Dense and Conv layers are far off for any realistic batch (docs/accumulation.md,
+"bfloat16 bias gradients on TensorFlow", gives the errors that ``python -m tools.bias_gradient_check``
 measures over the CIFAR ViT's biases). float32 and float16 accumulate in float32 already, and so does
 XLA for bfloat16 (TensorFlow with jit_compile, and JAX).
 
 ``bias_add`` keeps the forward pass (``keras.ops.add``, the same BiasAdd kernel) and replaces only the
 gradient, with ``keras.ops.sum`` of the upstream gradient, whose TensorFlow kernel accumulates bfloat16
 in float32 (the sum is then rounded once to bfloat16, as any bfloat16 gradient is). One reduction
-replaces another, so it adds no work (the README's Performance section measures a Dense layer's
+replaces another, so it adds no work (docs/performance.md measures a Dense layer's
 forward+backward against Keras's with ``python -m tools.elementwise_bench --part ops``).
 ``Dense`` and ``Conv2D`` are Keras's layers with the same arguments, weights and names, using it when it
 applies: TensorFlow, a bfloat16 compute dtype, and ``closed_form_gradients()``

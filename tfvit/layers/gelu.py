@@ -13,8 +13,8 @@ Why a function of tfvit's own: ``keras.activations.gelu(x, approximate=False)`` 
 chain of separate element-wise kernels, and in bfloat16 its Erfc kernel is a visible share of a
 training step's op time. Here the forward pass is one erf in float32, and the backward pass evaluates
 the closed-form derivative above from the saved input, fewer kernels and passes over the activations:
-it is faster than Keras's forward and backward, most of all without XLA (the README's Performance
-section measures both with ``python -m tools.elementwise_bench --part ops``). JAX programs are
+it is faster than Keras's forward and backward, most of all without XLA (docs/performance.md
+measures both with ``python -m tools.elementwise_bench --part ops``). JAX programs are
 compiled by XLA, which fuses the autodiff graph into a few loops by itself, so there the plain
 formula is used: the choice is ``closed_form_gradients()``.
 

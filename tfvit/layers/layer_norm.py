@@ -14,8 +14,8 @@ derivative as more than a dozen small kernels (moments, casts, broadcasts and th
 pass over the activations; the three lines above need a handful, and keep only x_hat and r for the
 backward pass. Without XLA that is faster than Keras's on its own, and, with tfvit's GELU, makes whole
 ViT and Swin training steps a little faster and their peak memory lower (fewer intermediate tensors
-kept for the backward pass); under XLA, which fuses Keras's version as well, the gain disappears. The
-README's Performance section has the numbers, measured with ``python -m tools.elementwise_bench``.
+kept for the backward pass); under XLA, which fuses Keras's version as well, the gain disappears.
+docs/performance.md has the numbers, measured with ``python -m tools.elementwise_bench``.
 Computed in float32 whatever the input dtype, like Keras's, and returned in the layer's compute dtype.
 
 ``LayerNorm`` is a ``keras.layers.LayerNormalization``: the same arguments, weights (``gamma``,

@@ -4,7 +4,7 @@ oneDNN's bfloat16 matrix products run at twice float32's rate, but only outside 
 does not use them, and its bfloat16 matmul is no faster than its float32 one. So a CPU that has bfloat16
 matrix instructions (AMX-BF16 or AVX512-BF16) trains fastest in mixed_bfloat16 without XLA; on any other
 CPU bfloat16 would be emulated, and float32 with XLA (which fuses the element-wise work between the
-products) wins. The README's "Defaults per device" gives the figures, measured with
+products) wins. docs/performance.md, "Defaults per device", gives the figures, measured with
 ``python -m tools.benchmark``.
 
 On a GPU the choice is the usual one, not yet measured by tfvit: XLA, and bfloat16 on compute

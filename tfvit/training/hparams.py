@@ -52,7 +52,8 @@ def log_hparams(logdir, hparams, metrics=None, trial_id=None):
     ``logdir`` is the run's folder (the one holding ``train/`` and ``validation/``); the dashboard
     lists one session per run with these values next to its metrics. ``metrics`` (tags such as
     ``"validation/epoch_accuracy"`` or ``hp.Metric`` objects) also writes the ``hparams_config``
-    that names the columns. TensorBoard takes that config from one run (any one) of the logdir, so
+    that names the columns, in the order of ``hparams`` (the dashboard shows the first few by default).
+    TensorBoard takes that config from one run (any one) of the logdir, so
     runs to compare should log the same hparam names. ``trial_id`` defaults to the folder's name, so
     repeated runs of one configuration stay separate rows.
 
@@ -73,7 +74,8 @@ def log_hparams(logdir, hparams, metrics=None, trial_id=None):
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():
         if metric_list:
-            hp.hparams_config(hparams=[hp.HParam(name) for name in sorted(values)], metrics=metric_list)
+            # In the order given: the dashboard shows the first few columns by default.
+            hp.hparams_config(hparams=[hp.HParam(name) for name in values], metrics=metric_list)
         hp.hparams(values, trial_id=trial_id or os.path.basename(os.path.normpath(logdir)))
     writer.close()
     return values
