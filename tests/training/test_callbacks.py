@@ -250,11 +250,12 @@ def test_training_speed_counts_images_without_batch_size():
 def test_standard_callbacks_order_and_options(tmp_path):
     callbacks = standard_callbacks(tmp_path, monitor="val_loss", early_stopping_patience=3, profile_batch=(2, 3))
     assert [type(c).__name__ for c in callbacks] == [
-        "TrainingSpeed", "StepScalars", "TensorBoard", "CSVLogger", "ModelCheckpoint", "EarlyStopping",
+        "StopOnNonFiniteLoss", "TrainingSpeed", "StepScalars", "TensorBoard", "CSVLogger", "ModelCheckpoint",
+        "EarlyStopping",
     ]
-    assert callbacks[4].monitor == callbacks[5].monitor == "val_loss" and callbacks[5].patience == 3
-    assert callbacks[4].filepath == os.path.join(tmp_path, "best.keras")
-    plain = standard_callbacks(tmp_path, best_checkpoint=False)
+    assert callbacks[5].monitor == callbacks[6].monitor == "val_loss" and callbacks[6].patience == 3
+    assert callbacks[5].filepath == os.path.join(tmp_path, "best.keras")
+    plain = standard_callbacks(tmp_path, best_checkpoint=False, stop_on_non_finite=False)
     assert [type(c).__name__ for c in plain] == ["TrainingSpeed", "StepScalars", "TensorBoard", "CSVLogger"]
     assert not os.path.exists(tmp_path / "hparams.json")  # only written when hparams are given
 

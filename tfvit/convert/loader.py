@@ -128,7 +128,8 @@ def load_pretrained(model, path, strict=True, verbose=True):
     (``ViTForImageClassification``, ``ViTModel``, ``SwinForImageClassification``, ``SwinModel``) or timm
     (ViT, Swin in both layouts). ``strict=False`` loads what matches and reports the rest instead of
     raising. ``verbose`` prints a line when the classifier is replaced or a table resized.
-    Returns a ``LoadReport``. Nothing is assigned when an error is raised.
+    Returns a ``LoadReport``. Nothing is assigned when an error is raised; a checkpoint whose tensors to be
+    loaded hold NaN or infinite values is refused, naming them.
     """
     family = _family_of(model)
     path = os.fspath(path)
@@ -193,6 +194,7 @@ def load_pretrained(model, path, strict=True, verbose=True):
             "qkv_bias, class token), or pass strict=False to load the matching part."
         )
     report.missing, report.unused = missing, unused
+    _refuse_non_finite(path, {name: state[name] for path_ in values for name in sources[path_]})
 
     for path_, array in values.items():
         variable = variables[path_]
@@ -204,6 +206,29 @@ def load_pretrained(model, path, strict=True, verbose=True):
         for note in report.notes:
             print(f"tfvit.convert: note: {note}")
     return report
+
+
+def _refuse_non_finite(path, tensors):
+    """Raise ValueError naming the checkpoint tensors (of ``tensors``, those to be loaded) that hold NaN or
+    infinite values: loaded, they would make every output NaN."""
+    bad = []
+    for name, array in tensors.items():
+        array = np.asarray(array)
+        if not np.issubdtype(array.dtype, np.floating):  # read_safetensors has widened bfloat16 to float32
+            continue
+        finite = np.isfinite(array)
+        if finite.all():
+            continue
+        nans = int(np.count_nonzero(np.isnan(array)))
+        infs = array.size - int(np.count_nonzero(finite)) - nans
+        counts = " and ".join(f"{n} {what}" for n, what in ((nans, "NaN"), (infs, "infinite")) if n)
+        bad.append(f"{name} ({counts} of {array.size} values)")
+    if bad:
+        raise ValueError(
+            f"{path!r} holds NaN or infinite values in {len(bad)} of the tensors it would load: {_first(bad)}. "
+            f"Loaded, they would make every output NaN: the file is damaged, or was saved from a training run that "
+            f"diverged. Nothing was assigned; use another checkpoint (or one saved before the run diverged)."
+        )
 
 
 def _replace_head_if_needed(targets, sources, variables, report):

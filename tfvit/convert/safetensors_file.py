@@ -8,8 +8,12 @@ convert them. No torch is needed: tensors come back as numpy arrays, read by the
 package's ``safe_open``.
 """
 
+import io
 import json
 import os
+import pickletools
+import re
+import struct
 
 import numpy as np
 
@@ -41,7 +45,44 @@ def _pickle_or_zip(head):
     return None
 
 
+def _plausible_safetensors(head, size):
+    """Whether the first bytes are a safetensors header start: a length that fits the file, then ``{``."""
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 8 + length <= size and head[8:9] == b"{"
+
+
+def _headerless_pickle(path, size):
+    """``"a Python pickle (protocol 0)"`` (or 1) when the file is a pickle of the protocols that have no
+    PROTO opcode to recognise it by, else None. Its opcodes are only parsed (``pickletools.genops``), never
+    run: a pickle ends with STOP (``.``), and a run of valid opcodes is no accident in other bytes."""
+    if size < 2:
+        return None
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b".":
+            return None
+    protocol, count = 0, 0
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(data)):
+            protocol, count = max(protocol, opcode.proto), count + 1
+            if opcode.name == "STOP" or count >= 32:
+                break
+        else:
+            return None  # the data ended without STOP: not a whole pickle
+    except ValueError:  # an unknown opcode or a malformed argument
+        if count < 8:
+            return None
+    if protocol > 1:
+        return None  # protocols 2-5 begin with PROTO, recognised by _pickle_or_zip
+    return f"a Python pickle (protocol {protocol})"
+
+
 def _refuse(path, what):
+    if path.lower().endswith(".safetensors"):
+        what += ", not a safetensors file whatever its name says"
     raise ValueError(
         f"refusing to read {path!r}: it is {what}. Loading a pickle can run arbitrary code, so tfvit only reads "
         f"safetensors files.\n" + CONVERT_HINT.format(path=path)
@@ -60,9 +101,7 @@ def resolve_checkpoint(path):
         if os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
             return [os.path.join(path, WEIGHTS_NAME)]
         if os.path.isfile(index):
-            with open(index) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            return [check_safetensors_file(os.path.join(path, shard)) for shard in shards]
+            return [check_safetensors_file(os.path.join(path, shard)) for shard in _shard_files(index)]
         present = sorted(os.listdir(path))
         pickles = [name for name in present if name.endswith(PICKLE_SUFFIXES)]
         if pickles:
@@ -71,6 +110,31 @@ def resolve_checkpoint(path):
             f"no {WEIGHTS_NAME} (or {SHARD_INDEX_NAME}) in the directory {path!r}; it holds {present[:10]}."
         )
     return [check_safetensors_file(path)]
+
+
+def _shard_files(index):
+    """The shard file names of the shard index ``index``, each once, sorted. Refuses an index that is not one,
+    and entries that point outside the index's folder (an absolute path, or ``..``)."""
+    try:
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{index!r} is not a readable shard index ({type(error).__name__}: {error}): expected a "
+                         f"JSON object whose \"weight_map\" maps tensor names to shard files.") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s for s in weight_map.values()):
+        raise ValueError(f"{index!r}: its \"weight_map\" must map tensor names to shard file names.")
+    outside = [(name, shard) for name, shard in weight_map.items()
+               if os.path.isabs(shard) or shard.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", shard)]
+    if outside:
+        name, shard = outside[0]
+        how = "an absolute path" if os.path.isabs(shard) or shard.startswith(("/", "\\")) else "a path with '..'"
+        more = f" ({len(outside) - 1} more entries do too)" if len(outside) > 1 else ""
+        raise ValueError(
+            f"refusing the shard index {index!r}: its weight_map entry {name!r} -> {shard!r} is {how}, outside the "
+            f"checkpoint's folder{more}. A shard index names shard files in its own folder; fix the index, or put "
+            f"the shards beside it."
+        )
+    return sorted(set(weight_map.values()))
 
 
 def check_safetensors_file(path):
@@ -84,6 +148,9 @@ def check_safetensors_file(path):
     with open(path, "rb") as f:
         head = f.read(16)
     what = _pickle_or_zip(head)
+    size = os.path.getsize(path)
+    if what is None and not _plausible_safetensors(head, size):
+        what = _headerless_pickle(path, size)
     if what is not None:
         _refuse(path, what)
     if path.lower().endswith(PICKLE_SUFFIXES):

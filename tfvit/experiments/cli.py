@@ -7,9 +7,9 @@ flag to the train step. Values are checked when the flags are parsed, so a bad o
 usage line naming the flag, before anything is loaded.
 
 ``run_recipe(main)`` runs a recipe as a command: a mistake of the user's (missing or damaged data, a
-setting tfvit refuses, a path that cannot be used) ends in one paragraph ``error: ...`` on stderr and exit
-status 1, Ctrl-C in one line saying which epochs are saved and exit status 130; ``--debug`` shows the
-traceback instead. Any other exception is a bug and keeps its traceback.
+setting tfvit refuses, a path that cannot be used, a run whose loss turned NaN) ends in one paragraph
+``error: ...`` on stderr and exit status 1, Ctrl-C in one line saying which epochs are saved and exit
+status 130; ``--debug`` shows the traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
@@ -21,8 +21,10 @@ import traceback
 import tfvit
 from tfvit.data import DataError
 from tfvit.data.info import DATASETS
+from tfvit.errors import UserError
 from tfvit.experiments.report import markdown_table, write_tables
 from tfvit.training.device_defaults import training_defaults
+from tfvit.training.finite_loss import NonFiniteLoss
 from tfvit.training.resume import TrainingInterrupted
 
 # Paths the command line named (--logdir, --data-dir, --checkpoint; their defaults too): a file error about
@@ -167,11 +169,13 @@ def _under(path, folders):
 
 
 def user_error(error, code_folders=()):
-    """Whether ``error`` is the user's to fix, not a bug: DataError and UsageError; a ValueError raised by a
+    """Whether ``error`` is the user's to fix, not a bug: DataError, UsageError, tfvit's ``UserError``s (a run
+    in use by another process, a resume state that cannot be written) and NonFiniteLoss (a run that
+    diverged: its settings or data are the user's); a ValueError raised by a
     ``raise`` statement of tfvit's code or of ``code_folders`` (the recipes): its own checks, e.g. an unknown
     model name or an ``accum`` larger than the batch; a file error (``PATH_ERRORS``) about a path the command
     line gave, or raised with its own message (no file name) by that code."""
-    if isinstance(error, (DataError, UsageError)):
+    if isinstance(error, (DataError, UsageError, UserError, NonFiniteLoss)):
         return True
     # One of tfvit's own checks: a ``raise`` statement in its code (not, say, numpy failing inside a call from it).
     frames = traceback.extract_tb(error.__traceback__)

@@ -4,11 +4,16 @@ The table columns are the GAO study's (../shared/seeds/002): dataset, batch, acc
 learning rate, epochs, train and test accuracy, test loss, time per epoch and per step, plus peak
 memory. The figure follows its figures 3-6: accuracy per epoch for every run (test solid, train
 dashed) and the time per epoch of each run.
+
+results.json is strict JSON (``tfvit.experiments.json_output``): a value that is not finite is written as
+``null``, and each run carries a ``status``: ``"ok"``, or ``"non-finite: <keys>"`` naming the values that
+were NaN or infinite (``"non-finite: test_loss, history.loss"``).
 """
 
 import csv
-import json
 import os
+
+from tfvit.experiments.json_output import non_finite_keys, write_json
 
 COLUMNS = [
     ("dataset", lambda r: r["config"]["dataset"]),
@@ -47,16 +52,24 @@ def markdown_table(results):
     return markdown([name for name, _ in COLUMNS], rows(results))
 
 
+def with_status(result):
+    """A copy of the run ``result`` with ``status`` first: ``"non-finite: <keys>"`` naming the values that are
+    NaN or infinite (``non_finite_keys``), else the status it already has, else ``"ok"``."""
+    rest = {key: value for key, value in result.items() if key != "status"}
+    keys = non_finite_keys(rest)
+    return {"status": f"non-finite: {', '.join(keys)}" if keys else result.get("status", "ok"), **rest}
+
+
 def write_tables(results, out_dir, stem="results"):
-    """Write ``stem``.csv, .json (full results, curves included) and .md; return their paths."""
+    """Write ``stem``.csv, .json (full results, curves included, each with its ``status``: ``with_status``;
+    strict JSON, non-finite values as null) and .md; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("csv", "json", "md")}
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([name for name, _ in COLUMNS])
         writer.writerows(rows(results))
-    with open(paths["json"], "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(paths["json"], [with_status(r) for r in results])
     with open(paths["md"], "w") as f:
         f.write(markdown_table(results) + "\n")
     return paths
