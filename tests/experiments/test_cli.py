@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 
+import numpy as np
 import pytest
 
 from tests.recipes.loading import load_recipe
@@ -11,6 +12,7 @@ from tfvit.experiments import RunConfig
 from tfvit.experiments.cli import add_run_arguments, checkpoint_pair, existing_checkpoints
 from tfvit.experiments.config import FLAG_FIELDS
 from tfvit.experiments.run_folders import run_folder
+from tfvit.training.resume_state import write_state
 from tfvit.training import training_defaults
 from tfvit.training.resume import TrainingInterrupted, resume_epoch
 
@@ -82,9 +84,7 @@ def _study(tmp_path):
     configs = [RunConfig(dataset="mnist", model="m", batch_size=8, epochs=epochs, group=group, precision="float32",
                          jit=False) for group, epochs in (("a", 2), ("b", 4), ("c", 3), ("d", 5))]
     saved, finished = (run_folder(c, tmp_path, create=True) for c in configs[2:])
-    os.makedirs(os.path.join(saved, "resume"))
-    with open(os.path.join(saved, "resume", "state.json"), "w") as f:
-        json.dump({"epoch": 1, "callbacks": []}, f)
+    write_state(os.path.join(saved, "resume"), 1, [np.zeros(3)], {"callbacks": []})
     with open(os.path.join(finished, "result.json"), "w") as f:
         json.dump({"config": dataclasses.asdict(configs[3])}, f)
     return configs

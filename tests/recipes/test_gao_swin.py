@@ -18,6 +18,7 @@ import numpy as np
 from tests.recipes.loading import ROOT, load_recipe
 from tfvit.experiments import gao
 from tfvit.training import training_defaults
+from tfvit.training.resume import resume_epoch
 
 
 def quick(data_dir):
@@ -128,7 +129,7 @@ def test_killed_run_restarted_with_the_same_command_ends_as_uninterrupted(tmp_pa
     deadline = time.time() + 300
     state = None
     while time.time() < deadline and process.poll() is None:
-        found = glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "resume" / "state.json"))
+        found = glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "resume" / "epoch-*" / "state.json"))
         if found and json.loads(Path(found[0]).read_text())["epoch"] >= 2:
             state = found[0]
             process.send_signal(signal.SIGKILL)
@@ -136,7 +137,7 @@ def test_killed_run_restarted_with_the_same_command_ends_as_uninterrupted(tmp_pa
         time.sleep(0.05)
     process.wait(timeout=60)
     assert state is not None, "the run finished or failed before it could be killed"
-    killed_at = json.loads(Path(state).read_text())["epoch"]
+    killed_at = resume_epoch(Path(state).parents[1])
     assert killed_at < 6 and not glob.glob(str(logdir / "gao_swin" / "mnist" / "*" / "*" / "result.json"))
 
     subprocess.run(command(logdir), check=True, env=env, capture_output=True, timeout=600)

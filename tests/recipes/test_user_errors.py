@@ -21,7 +21,7 @@ from tests.recipes.loading import ROOT, load_recipe
 from tfvit.data import DataError
 from tfvit.experiments import cli
 from tfvit.experiments.cli import UsageError, prepare_logdir, run_recipe
-from tfvit.training.resume import TrainingInterrupted
+from tfvit.training.resume import TrainingInterrupted, resume_epoch
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFVIT_OFFLINE="1")
 TINY = ["--dataset", "mnist", "--model", "vit_mnist_patch4_28", "--batch-size", "64", "--limit-train", "256",
@@ -102,7 +102,7 @@ def test_ctrl_c_says_which_epochs_are_saved_and_the_same_command_resumes(tmp_pat
     process = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     study = logdir / "gao_swin" / "mnist"
-    pattern = str(study / "*" / "*" / "resume" / "state.json")
+    pattern = str(study / "*" / "*" / "resume" / "epoch-*" / "state.json")
     deadline, sent = time.time() + 300, False
     while time.time() < deadline and process.poll() is None:
         found = glob.glob(pattern)
@@ -117,10 +117,10 @@ def test_ctrl_c_says_which_epochs_are_saved_and_the_same_command_resumes(tmp_pat
     out, err = process.communicate(timeout=120)
     assert sent, f"the run ended before it could be interrupted:\n{err}"
     assert process.returncode == 130, err
-    (state,) = glob.glob(pattern)
-    saved = json.loads(Path(state).read_text())["epoch"]
+    (resume,) = {Path(p).parents[1] for p in glob.glob(pattern)}
+    saved = resume_epoch(resume)
     assert 1 <= saved < epochs, "the interrupt came after the last epoch"
-    name = str(Path(state).parents[1].relative_to(study))  # the run's folder: <arm>/<short config>
+    name = str(resume.parent.relative_to(study))  # the run's folder: <arm>/<short config>
     assert name == "accumulation/b64-acc1-lr1e-3-e3"
     kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
     assert err.strip() == f"interrupted in epoch {saved + 1}/{epochs} of {name}; {kept}; run the same command to " \

@@ -82,7 +82,7 @@ def test_callback_counters_survive_a_restart(tmp_path):
         fit_resumable(make_trainer(), dataset_from_epoch, 4, tmp_path, 4, verbose=0,
                       callbacks=[stopper, InterruptAt(2)])
     best = stopper.best
-    state = json.load(open(os.path.join(tmp_path, "state.json")))
+    state = json.load(open(os.path.join(tmp_path, "epoch-0002", "state.json")))
     assert state["epoch"] == 2 and state["callbacks"][0]["best"] == best
     fresh = keras.callbacks.EarlyStopping(monitor="loss", patience=100)
     seen = {}
@@ -125,3 +125,24 @@ def test_interrupted_messages_outside_the_epochs_and_in_a_study():
         "interrupted after the last epoch of r (run 2/3 of the study), before its result was written; "
         "all 4 epochs are saved; run the same command to finish")
     assert "(run" not in str(TrainingInterrupted("r", 0, 4, study=(1, 1)))
+
+
+def test_a_state_that_cannot_be_written_stops_with_the_folder_and_the_epoch_kept(tmp_path, monkeypatch):
+    from tfvit.training import resume
+
+    write = resume.write_state
+    calls = []
+
+    def full_disk(directory, epoch, arrays, state):
+        calls.append(epoch)
+        if epoch == 2:
+            raise OSError(28, "No space left on device")
+        return write(directory, epoch, arrays, state)
+
+    monkeypatch.setattr(resume, "write_state", full_disk)
+    with pytest.raises(resume.StateNotSaved) as stopped:
+        fit_resumable(make_trainer(), dataset_from_epoch, 3, tmp_path, 4, verbose=0)
+    assert str(stopped.value) == (
+        f"cannot save the resume state of epoch 2 in {tmp_path}: No space left on device; the state of epoch 1 is "
+        "kept. Free space or make the folder writable, then run the same command to continue.")
+    assert calls == [1, 2] and resume_epoch(tmp_path) == 1

@@ -10,11 +10,11 @@ optimizer's moments too: three times the weights); ``save_best`` also keeps the 
 best.keras.
 """
 
-import csv
 import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -23,32 +23,21 @@ import numpy as np
 import tfvit
 from tfvit import data as tfdata
 from tfvit.experiments.config import NOT_IDENTITY, RunConfig
+from tfvit.experiments.history import read_history, repair_history
+from tfvit.experiments.json_output import write_json
+from tfvit.experiments.report import with_status
 from tfvit.experiments.run_folders import run_folder
+from tfvit.experiments.run_lock import run_lock
 from tfvit.training import GradientAccumulationModel
 from tfvit.training.callbacks import standard_callbacks
+from tfvit.training.finite_loss import NonFiniteLoss
 from tfvit.training.hparams import RESULT_GROUP, log_run_metrics
 from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.precision import precision
 from tfvit.training.resume import TrainingInterrupted, epochs_text, fit_resumable, resume_epoch, traced_epochs
+from tfvit.training.resume_state import latest_state
 from tfvit.training.schedules import WarmupCosineDecay, steps_per_epoch
-
-
-def _history(run_dir):
-    """history.csv as {column: [values per epoch]}, one row per epoch even if a resumed run wrote an
-    epoch twice (killed between the CSV row and the resume state: the later row wins)."""
-    path = os.path.join(run_dir, "history.csv")
-    if not os.path.exists(path):
-        return {}
-    rows = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            rows[int(row["epoch"])] = row
-    columns = {}
-    for epoch in sorted(rows):
-        for key, value in rows[epoch].items():
-            columns.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
-    return columns
 
 
 def steady_mean(history, key, traced=(0,)):
@@ -69,15 +58,26 @@ def first_epoch_time(history):
     return float(times[0]) if times else float("nan")
 
 
-def finished_result(config, run_dir):
-    """The saved result of ``config`` when its run finished earlier (same identity), else None."""
+def finished_result(config, run_dir, report=None):
+    """The saved result of ``config`` when its run finished earlier (same identity), else None. A result.json
+    that cannot be read is told to ``report(message)`` (if given) and counts as no result: the run is
+    trained again, which gives the same result."""
     path = os.path.join(run_dir, "result.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        result = json.load(f)
-    saved = {k: v for k, v in result.get("config", {}).items() if k not in NOT_IDENTITY}
+    try:
+        with open(path) as f:
+            result = json.load(f)
+        saved = {k: v for k, v in result["config"].items() if k not in NOT_IDENTITY}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        if report:
+            report(f"{path} is damaged ({type(error).__name__}: {error}); the run is trained again")
+        return None
     return result if saved == config.identity() else None
+
+
+def _to_stderr(message):
+    print(message, file=sys.stderr, flush=True)
 
 
 def save_final_weights(model, path):
@@ -136,31 +136,39 @@ def run(config, logdir="logs", verbose=1):
 
     With ``verbose``, says when the run finished earlier (its result is read back) or resumes a saved
     state. Ctrl-C comes out as ``tfvit.training.resume.TrainingInterrupted`` naming the run and the epochs
-    saved. The configuration's precision policy holds while the model is built and trained and is put back
+    saved. The run's folder is locked while it runs (``tfvit.experiments.run_lock``: a second copy stops
+    with ``RunInUse``); damaged files in it are reported on stderr and recovered from (the epoch before a
+    damaged resume state, the whole rows of history.csv, a new result for an unreadable result.json). The
+    configuration's precision policy holds while the model is built and trained and is put back
     afterwards, also when training fails."""
-    run_dir = run_folder(config, logdir, create=True)
+    run_dir = run_folder(config, logdir, create=True, report=_to_stderr)
     label = os.path.relpath(run_dir, logdir)
-    result = finished_result(config, run_dir)
-    if result is not None:
-        if verbose:
-            print(f"{label}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
-        return result
-    resume_dir = os.path.join(run_dir, "resume")
-    saved = resume_epoch(resume_dir)
-    if verbose and saved:
-        print(f"resuming {label} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
-              f"{label}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
-    try:
-        with precision(config.precision):
-            result = _train_and_evaluate(config, run_dir, label, verbose)
-    except TrainingInterrupted:
-        raise
-    except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
-        raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
-    with open(os.path.join(run_dir, "result.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    # The result and the final weights are written: the resume state has nothing left to continue.
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    with run_lock(run_dir, label):
+        result = finished_result(config, run_dir, report=_to_stderr)
+        if result is not None:
+            if verbose:
+                print(f"{label}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
+            return result
+        resume_dir = os.path.join(run_dir, "resume")
+        saved = latest_state(resume_dir, report=_to_stderr)[0]  # says so when it passes over a damaged state
+        # The rows of epochs the state does not hold are trained again: keep only the whole rows before them.
+        repair_history(run_dir, saved)
+        if verbose and saved:
+            print(f"resuming {label} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
+                  f"{label}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
+        try:
+            with precision(config.precision):
+                result = _train_and_evaluate(config, run_dir, label, verbose)
+        except TrainingInterrupted:
+            raise
+        except NonFiniteLoss as diverged:
+            diverged.name = label
+            raise
+        except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
+            raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
+        write_json(os.path.join(run_dir, "result.json"), with_status(result))
+        # The result and the final weights are written: the resume state has nothing left to continue.
+        shutil.rmtree(resume_dir, ignore_errors=True)
     return result
 
 
@@ -220,11 +228,12 @@ def _train_and_evaluate(config, run_dir, label, verbose):
     fit_resumable(
         trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs, resume_dir,
         updates_per_epoch, callbacks=callbacks, name=label, validation_data=test, verbose=verbose,
+        report=lambda message: None,  # run() has reported the state's damage, if any
     )
     wall = time.perf_counter() - started
     test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
     save_final_weights(model, os.path.join(run_dir, "model.weights.h5"))
-    history = _history(run_dir)
+    history = read_history(run_dir)
     traced = traced_epochs(resume_dir)
     stats = tfvit.stats(model)
     result = {
@@ -289,7 +298,8 @@ def run_all(configs, logdir, verbose=1):
     epochs the runs from this one on still have to train (finished runs none, resumed runs those after
     their saved state). It takes every epoch to cost the same, so it is rough when the runs differ in
     model or data size, and it is an upper bound when early stopping ends runs sooner. A Ctrl-C says
-    which run of the study it stopped (``TrainingInterrupted.study``)."""
+    which run of the study it stopped (``TrainingInterrupted.study``), and so does a run that diverged
+    (``NonFiniteLoss.study``)."""
     configs = list(configs)
     results, seconds, epochs_timed = [], 0.0, 0
     for i, config in enumerate(configs, 1):
@@ -305,8 +315,8 @@ def run_all(configs, logdir, verbose=1):
         started = time.perf_counter()
         try:
             result = run(config, logdir=logdir, verbose=verbose)
-        except TrainingInterrupted as interrupted:
-            interrupted.study = (i, len(configs))
+        except (TrainingInterrupted, NonFiniteLoss) as stopped:
+            stopped.study = (i, len(configs))
             raise
         trained = 0 if finished else int(result.get("epochs_run", config.epochs)) - saved
         if trained > 0:

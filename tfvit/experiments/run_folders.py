@@ -16,6 +16,7 @@ shares it.
 import json
 import os
 import re
+import time
 
 CONFIG_FILE = "config.json"
 
@@ -34,33 +35,50 @@ def short_config(config):
     return f"b{config.batch_size}-acc{config.accum}-lr{lr}-e{config.epochs}"
 
 
-def _saved_identity(folder):
+# How long a folder without config.json may be another process's claim in progress (made, not yet written).
+CLAIM_SECONDS = 5.0
+
+
+def _saved_identity(folder, report=None):
+    """The identity in ``folder``'s config.json; None when it cannot be read (told to ``report``)."""
+    path = os.path.join(folder, CONFIG_FILE)
+    deadline = time.time() + CLAIM_SECONDS
+    while not os.path.exists(path) and time.time() < deadline and time.time() - os.path.getmtime(folder) < CLAIM_SECONDS:
+        time.sleep(0.05)
     try:
-        with open(os.path.join(folder, CONFIG_FILE)) as f:
-            return json.load(f).get("identity")
-    except (OSError, ValueError, AttributeError):
+        with open(path) as f:
+            return json.load(f)["identity"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if report:
+            report(f"{path} cannot be read ({type(error).__name__}); the run takes another folder")
         return None
 
 
-def run_folder(config, logdir, create=False):
+def run_folder(config, logdir, create=False, report=None):
     """The folder of ``config`` under ``logdir`` (see the module's docstring), as a path.
 
     With ``create``, a folder that does not exist yet is made and given the configuration's
-    ``config.json`` (written whole, then renamed), which claims the name for it."""
+    ``config.json`` (written whole, then renamed), which claims the name for it; a folder whose
+    config.json cannot be read is passed over and told to ``report(message)``."""
     base = os.path.join(logdir, arm_folder(config), short_config(config))
     identity = config.identity()
     for number in range(1, 10_000):
         folder = base if number == 1 else f"{base}-{number}"
         if not os.path.exists(folder):
             if create:
-                os.makedirs(folder)
+                try:
+                    os.makedirs(folder)
+                except FileExistsError:  # another process claimed it a moment ago: read its claim
+                    if _saved_identity(folder, report) == identity:
+                        return folder
+                    continue
                 record = {"run_id": config.name, "identity": identity}
                 tmp = os.path.join(folder, CONFIG_FILE + f".{os.getpid()}.tmp")
                 with open(tmp, "w") as f:
                     json.dump(record, f, indent=2, sort_keys=True)
                 os.replace(tmp, os.path.join(folder, CONFIG_FILE))
             return folder
-        if _saved_identity(folder) == identity:
+        if _saved_identity(folder, report if create else None) == identity:
             return folder
     raise RuntimeError(f"more than 9999 configurations share the folder name {base}; use another --logdir.")
 

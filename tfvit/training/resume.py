@@ -3,48 +3,50 @@ finished epoch and ends where an uninterrupted run would.
 
 Three things make that exact: (1) at the end of every epoch the model's variables (weights, BatchNorm
 statistics, the random-number state of dropout and stochastic depth), the optimizer's variables (step
-count, moments, loss scale) and the counters of callbacks such as EarlyStopping are written
-atomically; (2) on restart they are read back before the first step; (3) the data of epoch e depends
+count, moments, loss scale) and the counters of callbacks such as EarlyStopping are written as one
+atomic, checksummed state (``tfvit.training.resume_state``: a damaged newest state falls back to the one
+before it); (2) on restart they are read back before the first step; (3) the data of epoch e depends
 only on (seed, e), so the restarted run sees the batches the interrupted one would have seen
 (``fit_resumable`` asks for the data starting at the epoch it resumes from).
 
 An interruption (Ctrl-C, SIGINT) inside ``fit_resumable`` comes out as ``TrainingInterrupted``, a
-``KeyboardInterrupt`` that says which epoch was running and which are saved: the epochs whose state file
-was written. The epoch in progress is lost and trained again on restart.
+``KeyboardInterrupt`` that says which epoch was running and which are saved: the epochs whose state was
+completely written. The epoch in progress is lost and trained again on restart.
 
 The state also records the epoch at which each process began training (``traced_epochs``): those epochs
 include tracing and compiling the steps, and a steady-state time per epoch leaves them out.
 """
 
-import json
-import os
 
 import keras
 import numpy as np
 
-STATE_FILE = "state.json"
-VARIABLES_FILE = "variables.npz"
+from tfvit.errors import UserError
+from tfvit.training.resume_state import latest_state, read_variables, write_state
+
 # Counters that Keras callbacks reset in on_train_begin and that a resumed run must keep.
 CALLBACK_COUNTERS = ("best", "wait", "best_epoch", "stopped_epoch")
 
 
+def _silent(message):
+    pass
+
+
 def resume_epoch(directory):
-    """The epoch a run saved in ``directory`` continues from (0 when nothing was saved)."""
-    path = os.path.join(directory, STATE_FILE)
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f)["epoch"])
+    """The epoch a run saved in ``directory`` continues from: that of its newest complete state (0 without)."""
+    return latest_state(directory, report=_silent)[0]
 
 
 def traced_epochs(directory):
     """The epochs (0-based) at which a process began training the run saved in ``directory``: the first
     epoch of each ``fit`` call, whose time includes tracing and compiling the steps ([0] without a record)."""
-    path = os.path.join(directory, STATE_FILE)
-    if not os.path.exists(path):
-        return [0]
-    with open(path) as f:
-        return [int(e) for e in json.load(f).get("fit_starts", [0])]
+    state = latest_state(directory, report=_silent)[2] or {}
+    return [int(e) for e in state.get("fit_starts", [0])]
+
+
+class StateNotSaved(UserError):
+    """The resume state of an epoch could not be written; the message names the folder, the reason and the
+    epoch whose state is kept."""
 
 
 def epochs_text(saved, epochs):
@@ -78,12 +80,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         return f"interrupted {where}; {epochs_text(self.saved, self.epochs)}; run the same command to {then}"
 
 
-def _atomic_write(path, write):
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-
-
 class ResumableTraining(keras.callbacks.Callback):
     """Save the training state after each epoch; restore it when training begins.
 
@@ -92,56 +88,64 @@ class ResumableTraining(keras.callbacks.Callback):
     ``callbacks``: the callbacks whose counters (best value, patience counter) are saved with it.
     """
 
-    def __init__(self, directory, callbacks=()):
+    def __init__(self, directory, callbacks=(), report=None):
         super().__init__()
         self.directory = str(directory)
         self.tracked_callbacks = [c for c in callbacks if c is not self]
+        self.report = report
         self.fit_starts = [0]
+        self.saved_epoch = 0
 
     def _variables(self):
         return list(self.model.variables) + list(self.model.optimizer.variables)
 
     def on_train_begin(self, logs=None):
-        state_path = os.path.join(self.directory, STATE_FILE)
-        if not os.path.exists(state_path):
+        # Keras on TensorFlow creates the optimizer's variables inside the first traced step, which makes
+        # tf.function trace that step a second time; made here, the first epoch is that much shorter (and a
+        # restore needs them anyway).
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        epoch, folder, state = latest_state(self.directory, report=self.report)
+        self.saved_epoch = epoch
+        if folder is None:
             self.fit_starts = [0]
             return
-        with open(state_path) as f:
-            state = json.load(f)
         # This process traces its steps afresh: its first epoch is one more that is not steady state.
-        self.fit_starts = [int(e) for e in state.get("fit_starts", [0])] + [int(state["epoch"])]
-        optimizer = self.model.optimizer
-        if not optimizer.built:  # Keras creates the optimizer's variables at the first step; restore needs them now
-            optimizer.build(self.model.trainable_variables)
+        self.fit_starts = [int(e) for e in state.get("fit_starts", [0])] + [epoch]
         variables = self._variables()
-        with np.load(os.path.join(self.directory, VARIABLES_FILE)) as stored:
-            if len(stored.files) != len(variables):
-                raise ValueError(
-                    f"the saved state in {self.directory} holds {len(stored.files)} variables but this model "
-                    f"and optimizer have {len(variables)}: it was saved by a different configuration. "
-                    f"Use another run directory, or delete this one to start afresh."
-                )
-            for i, variable in enumerate(variables):
-                value = stored[f"v{i}"]
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise ValueError(f"saved variable {i} ({variable.path}) has shape {value.shape}, "
-                                     f"expected {tuple(variable.shape)}: different configuration.")
-                variable.assign(value)
+        stored = read_variables(folder)
+        if len(stored) != len(variables):
+            raise ValueError(
+                f"the saved state in {folder} holds {len(stored)} variables but this model "
+                f"and optimizer have {len(variables)}: it was saved by a different configuration. "
+                f"Use another run directory, or delete this one to start afresh."
+            )
+        for i, (variable, value) in enumerate(zip(variables, stored)):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"saved variable {i} ({variable.path}) has shape {value.shape}, "
+                                 f"expected {tuple(variable.shape)}: different configuration.")
+            variable.assign(value)
         for callback, counters in zip(self.tracked_callbacks, state["callbacks"]):
             for name, value in counters.items():
                 setattr(callback, name, value)
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
-        arrays = {f"v{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._variables())}
-        _atomic_write(os.path.join(self.directory, VARIABLES_FILE), lambda p: np.savez(open(p, "wb"), **arrays))
+        arrays = [keras.ops.convert_to_numpy(v.value) for v in self._variables()]
         counters = [
             {name: _plain(getattr(c, name)) for name in CALLBACK_COUNTERS if _plain(getattr(c, name, None)) is not None}
             for c in self.tracked_callbacks
         ]
-        state = {"epoch": epoch + 1, "callbacks": counters, "fit_starts": self.fit_starts}
-        # The state file is written last: it is what says the epoch is complete.
-        _atomic_write(os.path.join(self.directory, STATE_FILE), lambda p: open(p, "w").write(json.dumps(state)))
+        try:
+            write_state(self.directory, epoch + 1, arrays, {"callbacks": counters, "fit_starts": self.fit_starts})
+        except OSError as error:
+            kept = f"the state of epoch {self.saved_epoch} is kept" if self.saved_epoch else "no epoch is saved yet"
+            raise StateNotSaved(
+                f"cannot save the resume state of epoch {epoch + 1} in {self.directory}: "
+                f"{error.strerror or error}; {kept}. Free space or make the folder writable, then run the same "
+                f"command to continue."
+            ) from error
+        self.saved_epoch = epoch + 1
 
 
 def _plain(value):
@@ -152,7 +156,7 @@ def _plain(value):
 
 
 def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch, callbacks=(), name=None,
-                  **fit_kwargs):
+                  report=None, **fit_kwargs):
     """``model.fit`` that continues a run saved in ``directory``.
 
     ``dataset_from_epoch(epoch)`` returns a batched ``tf.data.Dataset`` whose successive passes are
@@ -160,15 +164,17 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     epoch (``tfvit.data.load(..., epoch=epoch)`` is such a dataset); each pass holds
     ``steps_per_epoch`` batches. Returns the History of this call, or None if the run had already
     finished. A KeyboardInterrupt during training is raised again as ``TrainingInterrupted`` naming the run
-    (``name``, default ``directory``), the epoch in progress and the epochs saved.
+    (``name``, default ``directory``), the epoch in progress and the epochs saved. A damaged saved state is
+    passed over for the one before it, told to ``report`` (default: stderr); a state that cannot be written
+    raises ``StateNotSaved``.
     """
-    start = resume_epoch(directory)
+    start = latest_state(directory, report=report)[0]
     if start >= epochs:
         return None
     # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
     stream = dataset_from_epoch(start).repeat()
     callbacks = list(callbacks)
-    resume = ResumableTraining(directory, callbacks)
+    resume = ResumableTraining(directory, callbacks, report=_silent)  # damage, if any, was reported just above
     fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
     try:
         return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -176,6 +182,6 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as interrupt:
-        # The state file is the record of what is complete: an interrupt inside on_epoch_end's writes
-        # leaves the previous epoch's state, and that is what a restart continues from.
+        # A state is complete once renamed into place: an interrupt inside on_epoch_end's writes leaves the
+        # previous epoch's state, and that is what a restart continues from.
         raise TrainingInterrupted(directory if name is None else name, resume_epoch(directory), epochs) from interrupt
