@@ -2,29 +2,141 @@
 
 Every public entry point validates what it is given and raises ``ValueError`` naming the argument, the
 value received and what was expected, so a user sees the real problem instead of a shape error deep
-inside a matmul.
+inside a matmul. A keyword argument that nothing accepts raises ``TypeError`` (Python's own error for
+an unexpected keyword), naming it and the closest accepted names: ``known_arguments`` for the layers
+and models, ``unknown_arguments`` for other entry points (``create_model``). Integers are any
+``numbers.Integral`` but bool (Python ints and numpy integers alike).
 """
 
+import difflib
+import functools
+import inspect
 import numbers
+import re
+
+# What keras.layers.Layer.__init__ takes besides its keyword parameters (Keras 3.15, layers/layer.py): it pops
+# these two from **kwargs (deprecated: it warns) and rejects anything else. Read from its source where it is
+# installed as source; this is the fallback.
+_LAYER_KWARGS_POPPED = ("input_shape", "input_dim")
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_POPPED = re.compile(r"""\bkwargs\.pop\(\s*["'](\w+)["']""")
+
+
+def integer(value):
+    """Whether ``value`` is an integer: any ``numbers.Integral`` (int, numpy integers) except bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _parameter_names(function):
+    """A constructor's named parameters (without self), and the names its body pops from **kwargs (as
+    keras.layers.LayerNormalization's ``rms_scaling``)."""
+    names = [p.name for p in list(inspect.signature(function).parameters.values())[1:] if p.kind in _NAMED]
+    try:
+        names += _POPPED.findall(inspect.getsource(function))
+    except (OSError, TypeError):  # no source installed
+        pass
+    return names
+
+
+@functools.cache
+def keras_arguments(cls):
+    """The keyword arguments that Keras takes from a ``cls`` constructor's **kwargs, read from Keras's
+    signatures: ``keras.layers.Layer``'s (name, dtype, trainable, autocast, activity_regularizer, and the
+    deprecated input_shape / input_dim) and, where ``cls`` extends a Keras layer (``tfvit.layers.Dense``:
+    ``keras.layers.Dense``), that layer's constructor arguments (its signature is its API: not those of
+    its own bases, such as the ``rank`` that Conv2D fixes). A functional model takes ``trainable`` and
+    ``name`` of these, and ignores the rest as Keras does."""
+    import keras
+
+    names = set(_LAYER_KWARGS_POPPED) | set(_parameter_names(keras.layers.Layer.__init__))
+    for klass in cls.__mro__:
+        if klass is keras.layers.Layer:
+            break
+        if (klass.__module__.startswith("keras.") and "__init__" in vars(klass)
+                and issubclass(klass, keras.layers.Layer) and not issubclass(klass, keras.Model)):
+            names.update(_parameter_names(klass.__init__))
+            break
+    return frozenset(names)
+
+
+@functools.cache
+def constructor_arguments(cls):
+    """Every keyword argument ``cls(...)`` accepts: the named parameters of its own constructors along the
+    class hierarchy (tfvit's, or a user's subclass) and ``keras_arguments(cls)``."""
+    import keras
+
+    names = set(keras_arguments(cls))
+    for klass in cls.__mro__:
+        if ("__init__" in vars(klass) and issubclass(klass, keras.layers.Layer)
+                and not klass.__module__.startswith("keras.")):
+            names.update(_parameter_names(klass.__init__))
+    return frozenset(names)
+
+
+def unknown_arguments(where, given, accepted):
+    """Raise ``TypeError`` if a name in ``given`` is not in ``accepted``, naming it and, from
+    ``difflib.get_close_matches``, the accepted names it may be a misspelling of."""
+    _reject(where, [name for name in given if name not in accepted], accepted)
+
+
+def known_arguments(layer, kwargs):
+    """For a tfvit layer or model constructor, before it hands ``kwargs`` on to Keras: raise ``TypeError``
+    for any that Keras would reject (a layer) or silently drop (a functional model), suggesting the closest
+    of the names its constructor accepts. ``layer`` is the object being built, or its class."""
+    cls = layer if isinstance(layer, type) else type(layer)
+    passed_on = keras_arguments(cls)
+    unknown = [name for name in kwargs if name not in passed_on]
+    if unknown:
+        _reject(cls.__name__, unknown, constructor_arguments(cls))
+
+
+def _reject(where, unknown, accepted):
+    if not unknown:
+        return
+    choices = sorted(accepted)
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), choices, n=3)
+        described.append((name, " or ".join(repr(c) for c in close)))
+    if len(described) == 1:
+        name, hint = described[0]
+        message = f"{where}: unknown argument {name!r}"
+        message += f"; did you mean {hint}?" if hint else f". It takes: {', '.join(choices)}."
+    else:
+        parts = [f"{name!r}" + (f" (did you mean {hint}?)" if hint else "") for name, hint in described]
+        message = f"{where}: unknown arguments {', '.join(parts)}."
+        if not all(hint for _, hint in described):
+            message += f" It takes: {', '.join(choices)}."
+    raise TypeError(message)
 
 
 def as_pair(name, value):
     """Return ``value`` as a ``(height, width)`` tuple of positive ints (an int means a square)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if integer(value):
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2:
         pair = tuple(value)
     else:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}.")
     for v in pair:
-        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+        if not integer(v) or v < 1:
             raise ValueError(f"{name} must contain positive integers, got {value!r}.")
     return (int(pair[0]), int(pair[1]))
 
 
 def positive_int(name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+    if not integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def num_classes(value):
+    """A classifier's ``num_classes``: a positive integer, or 0 for a model without a head."""
+    if not integer(value) or value < 0:
+        raise ValueError(
+            f"num_classes must be an integer >= 0 (a positive integer: the number of classes; 0: no head, the "
+            f"model returns its pooled features), got {value!r} ({type(value).__name__})."
+        )
     return int(value)
 
 

@@ -5,6 +5,7 @@ It sits above both ``tfvit.models`` (the registry, a plain table of named config
 back.
 """
 
+from tfvit import _validation as check
 from tfvit.convert.config import checkpoint_defaults
 from tfvit.convert.loader import load_pretrained
 from tfvit.models.registry import model_config
@@ -20,10 +21,14 @@ def create_model(name, num_classes=None, image_size=None, in_channels=None, pret
     the checkpoint's classifier width; with another one it gets a new randomly initialised head (a
     printed line says so). A different ``image_size`` resizes the position / bias tables. The LayerNorm
     epsilon comes from the checkpoint's config.json when it has one (Hugging Face ViT: 1e-12).
+    A keyword that the model's class does not take is a ``TypeError`` naming it and the closest
+    argument names (Keras's ``Model`` would otherwise drop it and build the default model).
     """
     model_class, _, config = model_config(name)
-    if pretrained is not None:
-        config.update(checkpoint_defaults(pretrained))
+    accepted = check.constructor_arguments(model_class)
+    check.unknown_arguments(f"create_model({name!r})", overrides, accepted)
+    if pretrained is not None:  # what the class takes of them: a ResNet has no LayerNorm epsilon
+        config.update({key: value for key, value in checkpoint_defaults(pretrained).items() if key in accepted})
     for key, value in (("num_classes", num_classes), ("image_size", image_size), ("in_channels", in_channels)):
         if value is not None:
             config[key] = value

@@ -1,6 +1,7 @@
 """One process per run folder, and a history.csv that survives a torn row."""
 
 import csv
+import dataclasses
 import multiprocessing
 import os
 
@@ -94,3 +95,16 @@ def test_a_run_in_use_stops_before_anything_is_loaded(tmp_path):
     finally:
         release.set()
         holder.join(30)
+
+
+def test_regularisation_flags_a_model_does_not_have_are_refused_not_ignored():
+    from tfvit.experiments import RunConfig
+    from tfvit.experiments.run import build_model
+
+    resnet = RunConfig(dataset="cifar10", model="resnet18_cifar", batch_size=8, precision="float32", jit=False)
+    with pytest.raises(ValueError, match=r"--drop-path 0.1 does not apply to resnet18_cifar: it has no drop_path_rate"):
+        build_model(dataclasses.replace(resnet, drop_path=0.1))
+    with pytest.raises(ValueError, match=r"--dropout 0.2 does not apply to resnet18_cifar"):
+        build_model(dataclasses.replace(resnet, dropout=0.2))
+    vit, _ = build_model(dataclasses.replace(resnet, model="vit_cifar_patch4_32", drop_path=0.05))
+    assert vit.get_config()["drop_path_rate"] == 0.05

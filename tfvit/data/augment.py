@@ -13,6 +13,7 @@ run and in any thread order, and a run resumed at epoch e sees what an uninterru
   Touvron et al. 2021, whose alphas are the defaults here).
 """
 
+import difflib
 import functools
 
 import keras
@@ -28,17 +29,31 @@ CUTMIX_ALPHA = 1.0
 
 
 def parse_augment(augment):
-    """``None``, a name or a list of names -> a tuple of distinct names from ``AUGMENTATIONS``."""
+    """``None``, a name, a comma-separated string of names (``"crop_flip,mixup"``, as the recipes' ``--augment``
+    flag) or a list of names -> a tuple of distinct names from ``AUGMENTATIONS``, in the order given. An empty
+    string is no augmentation (the flag's default)."""
     if augment is None:
         return ()
-    names = (augment,) if isinstance(augment, str) else augment
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"augment must be None, a name or a list of names from {', '.join(AUGMENTATIONS)}; "
-                         f"got {augment!r}.")
+    if isinstance(augment, str):
+        names = [n.strip() for n in augment.split(",")] if augment.strip() else []
+        if "" in names:
+            raise ValueError(f"augment: empty name in {augment!r}; separate the names with single commas, e.g. "
+                             f"'crop_flip,mixup'.")
+    elif isinstance(augment, (list, tuple)) and all(isinstance(n, str) for n in augment):
+        names = list(augment)
+    else:
+        raise ValueError(f"augment must be None, a name or a list of names (or one comma-separated string of names) "
+                         f"from {', '.join(AUGMENTATIONS)}; got {augment!r}.")
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise ValueError(f"augment: unknown name(s) {', '.join(map(repr, unknown))}; choose from "
-                         f"{', '.join(AUGMENTATIONS)}.")
+        message = f"augment: unknown name(s) {', '.join(map(repr, unknown))}; choose from {', '.join(AUGMENTATIONS)}"
+        message += f" (augment={augment!r})." if isinstance(augment, str) and len(names) > 1 else "."
+        close = [difflib.get_close_matches(n, AUGMENTATIONS, n=1) for n in unknown]
+        if any(close):
+            message += " Did you mean " + ", ".join(repr(c[0]) for c in close if c) + "?"
+        if any("," in n for n in unknown):
+            message += " A list holds one name per item; or give all the names as one comma-separated string."
+        raise ValueError(message)
     return tuple(dict.fromkeys(names))
 
 

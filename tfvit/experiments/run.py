@@ -22,12 +22,14 @@ import numpy as np
 
 import tfvit
 from tfvit import data as tfdata
+from tfvit._validation import constructor_arguments
 from tfvit.experiments.config import NOT_IDENTITY, RunConfig
 from tfvit.experiments.history import read_history, repair_history
 from tfvit.experiments.json_output import write_json
 from tfvit.experiments.report import with_status
 from tfvit.experiments.run_folders import run_folder
 from tfvit.experiments.run_lock import run_lock
+from tfvit.models import model_config
 from tfvit.training import GradientAccumulationModel
 from tfvit.training.callbacks import standard_callbacks
 from tfvit.training.finite_loss import NonFiniteLoss
@@ -104,6 +106,12 @@ def build_model(config):
     overrides = {"dropout": config.dropout} if config.dropout else {}
     if config.drop_path >= 0:
         overrides["drop_path_rate"] = config.drop_path
+    accepted = constructor_arguments(model_config(config.model)[0])
+    for name, value in overrides.items():
+        flag = {"dropout": "--dropout", "drop_path_rate": "--drop-path"}[name]
+        if name not in accepted:  # e.g. a ResNet, which has neither
+            raise ValueError(f"{flag} {value:g} does not apply to {config.model}: it has no {name} setting. "
+                             f"Leave the flag out for this model.")
     info = tfdata.dataset_info(config.dataset)
     model = tfvit.create_model(config.model, num_classes=info.num_classes, image_size=config.image_size or None,
                                pretrained=config.pretrained or None, **overrides)

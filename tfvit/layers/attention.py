@@ -51,6 +51,7 @@ class FusedSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, key_dim=None, qkv_bias=True, projection_dropout=0.0, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.num_heads = check.positive_int("num_heads", num_heads)
         self.key_dim = None if key_dim is None else check.positive_int("key_dim", key_dim)

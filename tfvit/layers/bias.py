@@ -21,9 +21,12 @@ applies: TensorFlow, a bfloat16 compute dtype, and ``closed_form_gradients()``
 (``TFVIT_CLOSED_FORM_GRADIENTS=0`` turns it off).
 """
 
+import inspect
+
 import keras
 from keras import ops
 
+from tfvit import _validation as check
 from tfvit.layers.gelu import closed_form_gradients
 
 
@@ -49,6 +52,12 @@ def bias_add(x, bias):
 class Dense(keras.layers.Dense):
     """``keras.layers.Dense`` whose bias gradient is summed in float32 under bfloat16 (see module)."""
 
+    def __init__(self, *args, **kwargs):
+        check.known_arguments(self, kwargs)  # a TypeError with the closest name, as every tfvit layer
+        super().__init__(*args, **kwargs)
+
+    __init__.__signature__ = inspect.signature(keras.layers.Dense.__init__)  # Keras's arguments, for help()
+
     def build(self, input_shape):
         # Keras's Dense.build enables LoRA with enable_lora(self.lora_rank), which resets lora_alpha to
         # the rank: a constructor's lora_alpha would be lost from the scaling and from get_config.
@@ -69,6 +78,12 @@ class Dense(keras.layers.Dense):
 @keras.saving.register_keras_serializable(package="tfvit")
 class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose bias gradient is summed in float32 under bfloat16 (see module)."""
+
+    def __init__(self, *args, **kwargs):
+        check.known_arguments(self, kwargs)
+        super().__init__(*args, **kwargs)
+
+    __init__.__signature__ = inspect.signature(keras.layers.Conv2D.__init__)
 
     def call(self, inputs):
         if not self.use_bias or self.data_format != "channels_last" or not float32_summed_bias_gradient_applies(

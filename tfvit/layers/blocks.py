@@ -28,6 +28,10 @@ class PreNormBlock(keras.layers.Layer):
     branch, x + DropPath(MLP(LN(x))). Not exported: a block subclasses it, a model uses the blocks.
     """
 
+    def __init__(self, **kwargs):
+        check.known_arguments(self, kwargs)
+        super().__init__(**kwargs)
+
     def init_branches(self, mlp_ratio, qkv_bias, dropout, attention_dropout, drop_path, norm_epsilon,
                       make_attention=None):
         """``make_attention()``, called once the hyperparameters are set, returns the ``attn`` layer;

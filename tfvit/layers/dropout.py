@@ -24,6 +24,7 @@ class Dropout(keras.layers.Layer):
     """
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.rate = check.rate("rate", rate)
         self.seed = keyed_random.new_layer_seed(seed)

@@ -24,6 +24,7 @@ class PatchEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, patch_size, embed_dim, use_norm=False, norm_epsilon=1e-5, flatten=True, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.patch_size = check.as_pair("patch_size", patch_size)
         self.embed_dim = check.positive_int("embed_dim", embed_dim)
@@ -81,6 +82,10 @@ class ClassToken(keras.layers.Layer):
     Initialised N(0, 1e-6^2) as in timm; its final state is the image representation for
     ``pooling="token"``.
     """
+
+    def __init__(self, **kwargs):
+        check.known_arguments(self, kwargs)
+        super().__init__(**kwargs)
 
     def build(self, input_shape):
         self.cls_token = self.add_weight(
@@ -140,6 +145,7 @@ class PositionEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, grid_size, num_prefix_tokens=1, interpolation="bicubic", **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.grid_size = check.as_pair("grid_size", grid_size)
         if num_prefix_tokens < 0:

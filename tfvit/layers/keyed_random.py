@@ -36,6 +36,7 @@ in Keras and replaces t, and every row is its own example.
 """
 
 import contextlib
+import numbers
 import threading
 
 import keras
@@ -68,7 +69,7 @@ def new_layer_seed(seed=None):
         if _SEED_STREAMS.stack:
             return int(_SEED_STREAMS.stack[-1].integers(0, 2**31 - 1))
         return int(np.random.randint(0, 2**31 - 1))
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}.")
     return int(seed)
 

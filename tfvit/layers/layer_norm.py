@@ -24,9 +24,12 @@ model uses (last axis, centred and scaled, no RMS scaling) on TensorFlow, and Ke
 (``tfvit.layers.gelu.closed_form_gradients``).
 """
 
+import inspect
+
 import keras
 from keras import ops
 
+from tfvit import _validation as check
 from tfvit.layers.gelu import closed_form_gradients
 
 
@@ -62,6 +65,12 @@ def layer_norm(x, gamma, beta, epsilon):
 @keras.saving.register_keras_serializable(package="tfvit")
 class LayerNorm(keras.layers.LayerNormalization):
     """``keras.layers.LayerNormalization`` whose common case runs ``layer_norm`` above."""
+
+    def __init__(self, *args, **kwargs):
+        check.known_arguments(self, kwargs)  # a TypeError with the closest name, as every tfvit layer
+        super().__init__(*args, **kwargs)
+
+    __init__.__signature__ = inspect.signature(keras.layers.LayerNormalization.__init__)  # for help()
 
     def _closed_form_applies(self, rank):
         axes = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]

@@ -29,6 +29,7 @@ class MLP(keras.layers.Layer):
     """
 
     def __init__(self, hidden_dim, out_dim=None, activation="gelu", dropout=0.0, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.hidden_dim = check.positive_int("hidden_dim", hidden_dim)
         self.out_dim = None if out_dim is None else check.positive_int("out_dim", out_dim)

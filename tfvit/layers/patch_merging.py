@@ -9,6 +9,7 @@ official code and timm, so pretrained ``reduction`` weights map unchanged.
 import keras
 from keras import ops
 
+from tfvit import _validation as check
 from tfvit.layers.layer_norm import LayerNorm
 
 
@@ -17,6 +18,7 @@ class PatchMerging(keras.layers.Layer):
     """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim); sub-layers ``norm`` and ``reduction``."""
 
     def __init__(self, out_dim=None, norm_epsilon=1e-5, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.norm_epsilon = float(norm_epsilon)

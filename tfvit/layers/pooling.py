@@ -7,6 +7,8 @@
 import keras
 from keras import ops
 
+from tfvit import _validation as check
+
 POOLING_MODES = ("token", "mean")
 
 
@@ -15,6 +17,7 @@ class TokenPooling(keras.layers.Layer):
     """(B, N, D) or (B, H, W, D) -> (B, D)."""
 
     def __init__(self, mode="token", num_prefix_tokens=1, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         if mode not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}.")

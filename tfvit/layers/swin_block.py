@@ -106,6 +106,7 @@ class SwinStage(keras.layers.Layer):
 
     def __init__(self, depth, num_heads, out_dim, window_size=7, downsample=False, mlp_ratio=4.0, qkv_bias=True,
                  dropout=0.0, attention_dropout=0.0, drop_path=0.0, norm_epsilon=1e-5, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.depth = check.positive_int("depth", depth)
         self.num_heads = num_heads

@@ -8,11 +8,22 @@ update and each example's index in the batch (``tfvit.layers.keyed_random``), so
 draws the masks that exact gradient accumulation over the same batch draws.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers import keyed_random
+
+
+def _check_not_empty(shape, where):
+    """A batch of no images is refused at the model's input: without this, TensorFlow fails deep inside the
+    model (a reshape of the patch tokens) and Keras's predict with an error of its own. Checked on the static
+    shape, which JAX always has (also under jit) and TensorFlow has in eager calls; a graph traced for any batch
+    size (None) cannot see it."""
+    if shape and shape[0] == 0:
+        raise ValueError(f"{where} got an empty batch (input shape {shape}): a batch needs at least one image.")
 
 
 class ImageClassifier(keras.Model):
@@ -28,11 +39,39 @@ class ImageClassifier(keras.Model):
         # Before Keras's own input check, whose message reports a reshaped shape.
         shape = getattr(inputs, "shape", None)
         if shape is not None:
-            check.image_shape(
-                tuple(shape), image_size=self.image_size, in_channels=self.in_channels,
-                where=f"{type(self).__name__} '{self.name}'",
-            )
+            where = f"{type(self).__name__} '{self.name}'"
+            shape = tuple(shape)
+            check.image_shape(shape, image_size=self.image_size, in_channels=self.in_channels, where=where)
+            _check_not_empty(shape, where)
+            self._warn_integer_images(inputs, where)
         return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        # Keras's predict fails on zero images with an UnboundLocalError of its own, before calling the model.
+        shape = getattr(x, "shape", None)
+        if shape is not None and len(shape):
+            _check_not_empty(tuple(shape), f"{type(self).__name__} '{self.name}'")
+        return super().predict(x, *args, **kwargs)
+
+    def _warn_integer_images(self, inputs, where):
+        """Once per model: integer pixels go in as the numbers they hold; the models expect normalised floats."""
+        if getattr(self, "_warned_integer_images", False) or getattr(inputs, "dtype", None) is None:
+            return
+        try:
+            dtype = keras.backend.standardize_dtype(inputs.dtype)
+        except ValueError:
+            return
+        if not dtype.startswith(("int", "uint")):
+            return
+        self._warned_integer_images = True
+        held = " (0..255)" if dtype == "uint8" else ""
+        warnings.warn(
+            f"{where} got {dtype} images: they are used as the numbers they hold{held}, not scaled. The model "
+            f"expects float images normalised as tfvit.data.load gives them ((x / 255 - mean) / std per channel, "
+            f"with the dataset's statistics from tfvit.data.dataset_info); convert the images the same way, or "
+            f"load them with tfvit.data.load. (Shown once per model.)",
+            UserWarning, stacklevel=3,
+        )
 
     def train_step(self, *args):
         """Keras's train step (``(data)`` on TensorFlow, ``(state, data)`` on JAX) inside an

@@ -17,7 +17,6 @@ initialisation as torchvision. So converted torchvision / timm weights give the 
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
@@ -53,6 +52,7 @@ class BasicBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, strides=1, **kwargs):
+        check.known_arguments(self, kwargs)
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
         if strides not in (1, 2):
@@ -116,7 +116,7 @@ class BasicBlock(keras.layers.Layer):
 def _positive_ints(name, values):
     values = tuple(values) if isinstance(values, (tuple, list)) else values
     ok = isinstance(values, tuple) and values and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
+        check.integer(v) and v > 0 for v in values)
     if not ok:
         raise ValueError(f"{name} must be a non-empty tuple of positive integers (one per stage), got {values!r}.")
     return tuple(int(v) for v in values)
@@ -134,17 +134,17 @@ class ResNet(ImageClassifier):
 
     def __init__(self, image_size=224, in_channels=3, num_classes=1000, depths=(2, 2, 2, 2),
                  widths=(64, 128, 256, 512), stem="imagenet", dtype=None, name="resnet", **kwargs):
+        check.known_arguments(self, kwargs)  # Keras's functional Model would drop a misspelled option silently
         image_size = check.as_pair("image_size", image_size)
-        check.positive_int("in_channels", in_channels)
+        in_channels = check.positive_int("in_channels", in_channels)
         depths = _positive_ints("depths", depths)
         widths = _positive_ints("widths", widths)
         if len(depths) != len(widths):
             raise ValueError(f"depths {depths} and widths {widths} need one entry per stage each.")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(map(repr, STEMS))}, got {stem!r}.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
-            raise ValueError(f"num_classes must be an integer >= 0 (0: no head), got {num_classes!r}.")
-        config = {"image_size": image_size, "in_channels": in_channels, "num_classes": int(num_classes),
+        num_classes = check.num_classes(num_classes)
+        config = {"image_size": image_size, "in_channels": in_channels, "num_classes": num_classes,
                   "depths": depths, "widths": widths, "stem": stem, "dtype": dtype}
 
         images = keras.Input((*image_size, in_channels), name="images")

@@ -41,12 +41,13 @@ class SwinTransformer(ImageClassifier):
                  depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, mlp_ratio=4.0, qkv_bias=True,
                  dropout=0.0, attention_dropout=0.0, drop_path_rate=0.1, norm_epsilon=1e-5,
                  classifier_activation=None, seed=None, dtype=None, name="swin_transformer", **kwargs):
+        check.known_arguments(self, kwargs)  # Keras's functional Model would drop a misspelled option silently
         image_size = check.as_pair("image_size", image_size)
         patch_size = check.as_pair("patch_size", patch_size)
-        check.positive_int("in_channels", in_channels)
+        in_channels = check.positive_int("in_channels", in_channels)
         check.check_patch_grid(patch_size, image_size, where=f"SwinTransformer(image_size={image_size})")
-        check.positive_int("embed_dim", embed_dim)
-        check.positive_int("window_size", window_size)
+        embed_dim = check.positive_int("embed_dim", embed_dim)
+        window_size = check.positive_int("window_size", window_size)
         depths, num_heads = tuple(depths), tuple(num_heads)
         if not depths or len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} need one entry per stage each.")
@@ -54,8 +55,7 @@ class SwinTransformer(ImageClassifier):
         for i, (width, heads) in enumerate(zip(widths, num_heads)):
             check.heads_divide(f"stage {i} width", width, heads)
         check.rate("drop_path_rate", drop_path_rate)
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0: no head), got {num_classes}.")
+        num_classes = check.num_classes(num_classes)
         seed = keyed_random.new_layer_seed(seed)
         config = dict(
             image_size=image_size, patch_size=patch_size, in_channels=in_channels, num_classes=num_classes,

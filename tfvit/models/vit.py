@@ -15,7 +15,7 @@ from tfvit.layers import keyed_random
 from tfvit.layers import (
     ClassToken, Dropout, LayerNorm, PatchEmbedding, PositionEmbedding, TokenPooling, TransformerBlock,
 )
-from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind
+from tfvit.models.attention_kinds import LOCAL_KINDS, build_attention, check_attention_kind, check_attention_kwargs
 from tfvit.models.base import ImageClassifier
 
 
@@ -37,17 +37,19 @@ class VisionTransformer(ImageClassifier):
                  attention_dropout=0.0, drop_path_rate=0.0, norm_epsilon=1e-6, classifier_activation=None,
                  attention="global", attention_kwargs=None, seed=None, dtype=None, name="vision_transformer",
                  **kwargs):
+        check.known_arguments(self, kwargs)  # Keras's functional Model would drop a misspelled option silently
         image_size = check.as_pair("image_size", image_size)
         patch_size = check.as_pair("patch_size", patch_size)
-        check.positive_int("in_channels", in_channels)
+        in_channels = check.positive_int("in_channels", in_channels)
         check.check_patch_grid(patch_size, image_size, where=f"VisionTransformer(image_size={image_size})")
-        check.positive_int("depth", depth)
-        check.heads_divide("embed_dim", check.positive_int("embed_dim", embed_dim), num_heads)
+        depth = check.positive_int("depth", depth)
+        embed_dim = check.positive_int("embed_dim", embed_dim)
+        check.heads_divide("embed_dim", embed_dim, num_heads)
+        num_heads = int(num_heads)
         check.rate("drop_path_rate", drop_path_rate)
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0: no head), got {num_classes}.")
+        num_classes = check.num_classes(num_classes)
         check_attention_kind(attention)
-        attention_kwargs = dict(attention_kwargs or {})
+        attention_kwargs = check_attention_kwargs(attention, attention_kwargs, where="VisionTransformer")
         seed = keyed_random.new_layer_seed(seed)
         if attention in LOCAL_KINDS and class_token:
             raise ValueError(

@@ -86,9 +86,9 @@ class GradientAccumulationModel(keras.Model):
             )
         if not isinstance(model, keras.layers.Layer):
             raise ValueError(f"model must be a Keras model, got {type(model).__name__}.")
-        if isinstance(accum, bool) or not isinstance(accum, int):
+        if not check.integer(accum) or accum < 1:  # any integer type (numpy's too), not bool
             raise ValueError(f"accum must be a positive integer, got {accum!r} ({type(accum).__name__}).")
-        check.positive_int("accum", accum)
+        accum = int(accum)
         if model.built and not model.trainable_weights:
             raise ValueError(
                 f"model {model.name!r} has no trainable weights: there is no gradient to accumulate."
