@@ -18,6 +18,8 @@ import os
 import re
 import time
 
+from tfvit.experiments.json_output import write_json
+
 CONFIG_FILE = "config.json"
 
 
@@ -72,11 +74,8 @@ def run_folder(config, logdir, create=False, report=None):
                     if _saved_identity(folder, report) == identity:
                         return folder
                     continue
-                record = {"run_id": config.name, "identity": identity}
-                tmp = os.path.join(folder, CONFIG_FILE + f".{os.getpid()}.tmp")
-                with open(tmp, "w") as f:
-                    json.dump(record, f, indent=2, sort_keys=True)
-                os.replace(tmp, os.path.join(folder, CONFIG_FILE))
+                write_json(os.path.join(folder, CONFIG_FILE), {"run_id": config.name, "identity": identity},
+                           sort_keys=True)
             return folder
         if _saved_identity(folder, report if create else None) == identity:
             return folder

@@ -88,9 +88,12 @@ class ResumableTraining(keras.callbacks.Callback):
     ``callbacks``: the callbacks whose counters (best value, patience counter) are saved with it.
     """
 
-    def __init__(self, directory, callbacks=(), report=None):
+    def __init__(self, directory, callbacks=(), report=None, restore=None):
         super().__init__()
         self.directory = str(directory)
+        # (epoch, folder, state) of tfvit.training.resume_state.latest_state when the caller has read it
+        # already (fit_resumable): verifying a state reads all of it again.
+        self.restore = restore
         self.tracked_callbacks = [c for c in callbacks if c is not self]
         self.report = report
         self.fit_starts = [0]
@@ -106,7 +109,8 @@ class ResumableTraining(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        epoch, folder, state = latest_state(self.directory, report=self.report)
+        epoch, folder, state = self.restore or latest_state(self.directory, report=self.report)
+        self.restore = None  # a later fit call reads the state of then
         self.saved_epoch = epoch
         if folder is None:
             self.fit_starts = [0]
@@ -168,13 +172,14 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     passed over for the one before it, told to ``report`` (default: stderr); a state that cannot be written
     raises ``StateNotSaved``.
     """
-    start = latest_state(directory, report=report)[0]
+    saved = latest_state(directory, report=report)
+    start = saved[0]
     if start >= epochs:
         return None
     # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
     stream = dataset_from_epoch(start).repeat()
     callbacks = list(callbacks)
-    resume = ResumableTraining(directory, callbacks, report=_silent)  # damage, if any, was reported just above
+    resume = ResumableTraining(directory, callbacks, restore=saved)
     fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
     try:
         return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
