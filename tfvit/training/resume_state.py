@@ -112,6 +112,14 @@ def read_variables(folder):
         return [stored[f"v{i}"] for i in range(len(stored.files))]
 
 
+def _remove(folder):
+    """Delete a state folder so that no half-deleted ``epoch-NNNN`` is ever seen: renamed to a partial name
+    first (one step), then removed; a kill in between leaves a partial folder, which the next save clears."""
+    doomed = f"{folder}.{os.getpid()}.removed.partial"
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def write_state(directory, epoch, arrays, state):
     """Save ``arrays`` and ``state`` (a JSON-ready dict, given ``epoch`` and the checksum here) as
     ``directory/epoch-NNNN`` atomically; then drop all but the newest ``KEEP`` states and any partial
@@ -131,7 +139,7 @@ def write_state(directory, epoch, arrays, state):
             os.fsync(f.fileno())
         final = os.path.join(directory, f"epoch-{epoch:04d}")
         if os.path.exists(final):  # an epoch trained again after its state was found damaged
-            shutil.rmtree(final)
+            _remove(final)
         os.rename(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -141,7 +149,7 @@ def write_state(directory, epoch, arrays, state):
     folders = [(e, path) for e, path in state_folders(directory) if e <= epoch]
     stale = [path for e, path in state_folders(directory) if e > epoch] + [path for _, path in folders[KEEP:]]
     for old in stale:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     for name in os.listdir(directory):
         if name.endswith(".partial"):  # left by a process killed while saving (the run is locked to one process)
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
