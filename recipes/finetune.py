@@ -1,5 +1,5 @@
 """Rerun the fine-tuning study (../shared/seeds/000): ImageNet ViT and Swin fine-tuned on CIFAR-10 at
-224x224, partially or fully, and Grad-CAM on the same test images to compare where they look.
+224x224, partially or fully, and saliency maps on the same test images to compare where they look.
 
     python recipes/finetune.py --checkpoint vit_tiny_patch16_224=vit_tiny.safetensors \\
         --checkpoint swin_tiny_patch4_window7_224=swin_tiny.safetensors --modes partial,full --epochs 15
@@ -8,7 +8,8 @@
 Checkpoints are Hugging Face transformers or timm .safetensors files (tfvit.convert); a model given no
 checkpoint is trained from random weights, and the tables and the figure say "from scratch" for it.
 Writes, under <logdir>/finetune/<dataset>/: one TensorBoard run per (model, mode), results.csv / .json /
-.md, study_table.md (with the study's figures), curves.png and gradcam.png (one row per run). Interrupted
+.md, study_table.md (with the study's figures), curves.png and saliency.png (per run: tfvit.vis.explain's
+map beside Grad-CAM at the study's target). Interrupted
 runs continue with the same command.
 """
 
@@ -35,8 +36,10 @@ def parse(argv=None):
     p.add_argument("--frozen-blocks", type=int, default=-1,
                    help="partial: blocks (ViT) / stages (Swin) frozen after the patch embedding (default: half)")
     p.add_argument("--layer-decay", type=float, default=0.0, help="layer-wise learning-rate decay, e.g. 0.65 (0: off)")
-    p.add_argument("--gradcam-images", type=int, default=6, help="test images in the Grad-CAM figure (0: none)")
-    p.add_argument("--gradcam-method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"])
+    p.add_argument("--saliency-images", "--gradcam-images", dest="saliency_images", type=int, default=6,
+                   help="test images in the saliency figure (0: none)")
+    p.add_argument("--gradcam-method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
+                   help="the Grad-CAM method drawn beside tfvit.vis.explain's map, at the study's target")
     add_run_arguments(p, epochs=15, batch_size=64, lr=1e-4, weight_decay=0.05)
     return p.parse_args(argv)
 
@@ -56,10 +59,10 @@ def main(argv=None):
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, finetune.study_table(results))
     print(f"curves: {plot_runs(results, os.path.join(out_dir, 'curves.png'), title=f'Fine-tuning on {args.dataset}')}")
-    if args.gradcam_images:
-        figure = finetune.saliency_figure(results, out_dir, os.path.join(out_dir, "gradcam.png"),
-                                          num_images=args.gradcam_images, method=args.gradcam_method)
-        print(f"{args.gradcam_method}: {figure}")
+    if args.saliency_images:
+        figure = finetune.saliency_figure(results, out_dir, os.path.join(out_dir, "saliency.png"),
+                                          num_images=args.saliency_images, method=args.gradcam_method)
+        print(f"saliency: {figure}")
     print(f"TensorBoard: tensorboard --logdir {out_dir}")
 
 

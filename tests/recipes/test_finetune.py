@@ -1,5 +1,5 @@
 """recipes/finetune.py end to end on a few images of the generated owners'-format CIFAR-10: one model from a
-Hugging Face checkpoint, one from scratch, partial fine-tuning, and the Grad-CAM figure."""
+Hugging Face checkpoint, one from scratch, partial fine-tuning, and the saliency figure."""
 
 import csv
 import json
@@ -26,7 +26,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
         "--models", "vit_cifar_patch4_32,swin_cifar_patch2_window4_32",
         "--checkpoint", f"vit_cifar_patch4_32={checkpoint}", "--modes", "partial",
         "--layer-decay", "0.75", "--data-dir", str(owner_data), "--epochs", "1", "--batch-size", "16",
-        "--limit-train", "32", "--limit-test", "16", "--gradcam-images", "3", "--logdir", str(tmp_path / "logs"),
+        "--limit-train", "32", "--limit-test", "16", "--saliency-images", "3", "--logdir", str(tmp_path / "logs"),
         "--verbose", "0", "--save-best",
     ])
     printed = capsys.readouterr().out
@@ -44,13 +44,17 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
     assert "| swin_cifar_patch2_window4_32 | partial | from scratch |" in table
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
-    assert (out / "gradcam.png").read_bytes()[:4] == b"\x89PNG"
-    # The same overlays in TensorBoard: ViT Grad-CAM, ViT rollout, Swin Grad-CAM, three images each.
+    assert (out / "saliency.png").read_bytes()[:4] == b"\x89PNG"
+    # The same overlays in TensorBoard: per model, explain's map and Grad-CAM at the study's target, three images each.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(out / "gradcam"), size_guidance={"tensors": 0}).Reload()
+    from tfvit.vis import AUTO
+
+    events = EventAccumulator(str(out / "saliency"), size_guidance={"tensors": 0}).Reload()
     tags = sorted(events.Tags()["tensors"])
-    assert [t.split(": ")[0] for t in tags] == ["gradcam/gradcam", "gradcam/gradcam", "gradcam/rollout"]
+    assert [t.split(": ")[0] for t in tags] == sorted([f"saliency/explain ({AUTO['vit_token']})",
+                                                       f"saliency/explain ({AUTO['swin']})"]
+                                                      + ["saliency/gradcam (study)"] * 2)
     assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 3 for t in tags)  # width, height, 3 PNGs
     assert np.isfinite([r["test_accuracy"] for r in results]).all()
     # The checkpoint really reached the trained model: frozen layers still hold the Hugging Face tensors, in the

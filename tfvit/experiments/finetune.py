@@ -1,6 +1,6 @@
 """The runs of the fine-tuning study (../shared/seeds/000): ImageNet ViT and Swin (tiny / base / large)
-fine-tuned on CIFAR-10 resized to 224x224, partially (early layers frozen) or fully, then Grad-CAM on the
-same test images to compare where ViT and Swin look.
+fine-tuned on CIFAR-10 resized to 224x224, partially (early layers frozen) or fully, then saliency maps on the
+same test images to compare where ViT and Swin look: ``tfvit.vis.explain`` beside Grad-CAM at the study's target.
 
 A run starts from a checkpoint when one is given for its model (``tfvit.convert`` reads Hugging Face and
 timm safetensors files) and from random weights otherwise; the run's label says which, because a
@@ -70,8 +70,11 @@ def study_table(results):
 
 
 def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", data_dir=None):
-    """Grad-CAM of every run's final model on the same first ``num_images`` test images, one row per run,
-    for the true class of each image; also written to TensorBoard under ``runs_dir/<method>``.
+    """Two rows per run on the same first ``num_images`` test images, for the true class of each image:
+    ``tfvit.vis.explain`` (method "auto": the method measured to point at the evidence for the model's family,
+    docs/saliency.md) and ``method`` of the Grad-CAM family at the study's target (``tfvit.vis.gradcam``'s
+    default layer, as pytorch-grad-cam), so that a reader sees both. Also written to TensorBoard under
+    ``runs_dir/saliency``.
 
     Each model sees the images at its own resolution; the figure shows them at the first run's.
     ``data_dir`` defaults to the runs' own (their configuration's). Returns the PNG path.
@@ -96,20 +99,18 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
             shown = images
         config = r["config"]
         start = "pretrained" if config["pretrained"] else "scratch"
-        run_maps = {method: _at_size(vis.gradcam(model, images, class_index=labels, method=method), shown)}
-        if vis.rollout_applies(model):
-            # Grad-CAM at a class-token ViT's last block can point away from the object (tests/vis/
-            # test_pointing_game.py measures it); attention rollout is the map that localises there.
-            run_maps["rollout"] = _at_size(vis.attention_rollout(model, images), shown)
+        auto = vis.AUTO[vis.model_family(model)]
+        run_maps = {f"explain ({auto})": vis.explain(model, images, class_index=labels),
+                    f"{method} (study)": vis.gradcam(model, images, class_index=labels, method=method)}
         for kind, kind_maps in run_maps.items():
-            maps.append(kind_maps)
+            maps.append(_at_size(kind_maps, shown))
             # Short lines: the label sits beside a row of images ~1.6 inches high.
             row_labels.append(f"{kind}\n{config['model'].split('_patch')[0]}\n{config['finetune']}, {start}\n"
                               f"{int(np.sum(predicted == labels))}/{len(labels)} right")
             tags.append(f"{kind}: {config['model']} {config['finetune']} {start}")
     titles = [info.class_name(int(i)) for i in labels]
-    # The same overlays in TensorBoard, beside the runs' curves (tag <method>/<row>).
-    vis.write_tensorboard_images(os.path.join(runs_dir, method), method, shown, dict(zip(tags, maps)),
+    # The same overlays in TensorBoard, beside the runs' curves (tag saliency/<row>).
+    vis.write_tensorboard_images(os.path.join(runs_dir, "saliency"), "saliency", shown, dict(zip(tags, maps)),
                                  mean=info.mean, std=info.std)
     return vis.overlay_grid(shown, maps, path=path, titles=titles, row_labels=row_labels, mean=info.mean,
                             std=info.std)

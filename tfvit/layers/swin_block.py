@@ -33,7 +33,8 @@ class SwinBlock(PreNormBlock):
     Sub-layers follow timm: ``norm1``, ``attn`` (WindowAttention), ``drop_path1``, ``norm2``, ``mlp``,
     ``drop_path2``.
     The window and shift actually used depend on the grid and are fixed at build:
-    ``self.window`` and ``self.shift``.
+    ``self.window`` and ``self.shift``. ``call(x, return_attention_scores=True)`` also returns the
+    window attention weights, (B * nW, heads, n, n) float32 over the padded, shifted grid's windows.
     """
 
     def __init__(self, num_heads, window_size=7, shift_size=0, mlp_ratio=4.0, qkv_bias=True, dropout=0.0,
@@ -72,7 +73,7 @@ class SwinBlock(PreNormBlock):
         self.mlp.build(input_shape)
         self.built = True
 
-    def call(self, x, training=None):
+    def call(self, x, return_attention_scores=False, training=None):
         _, height, width, dim = x.shape
         hp, wp = self.padded
         shortcut = x
@@ -82,13 +83,17 @@ class SwinBlock(PreNormBlock):
         if self.shift:
             x = ops.roll(x, shift=(-self.shift, -self.shift), axis=(1, 2))
         windows = window_partition(x, self.window)
-        windows = self.attn(windows, attention_mask=self.attention_mask, training=training)
+        windows = self.attn(windows, attention_mask=self.attention_mask,
+                            return_attention_scores=return_attention_scores, training=training)
+        if return_attention_scores:
+            windows, weights = windows
         x = window_reverse(windows, self.window, hp, wp)
         if self.shift:
             x = ops.roll(x, shift=(self.shift, self.shift), axis=(1, 2))
         x = x[:, :height, :width, :]
         x = shortcut + self.drop_path1(x, training=training)
-        return self.mlp_residual(x, training=training)
+        x = self.mlp_residual(x, training=training)
+        return (x, weights) if return_attention_scores else x
 
     def get_config(self):
         config = super().get_config()

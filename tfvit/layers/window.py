@@ -79,7 +79,9 @@ class WindowAttention(FusedSelfAttention):
     """Multi-head self-attention inside each window, with a learned relative position bias.
 
     Input: (B * nW, wh * ww, C) window tokens. ``call(x, attention_mask=mask)`` adds a (nW, N, N)
-    mask (shifted windows) to the logits of every window of every image.
+    mask (shifted windows) to the logits of every window of every image. ``return_attention_scores=True``
+    also returns the (B * nW, heads, N, N) float32 weights, the very tensor the output is computed from
+    (so a tape can differentiate with respect to it, as ``tfvit.vis.relevance`` does).
     Weights follow timm: ``qkv``, ``proj`` and ``relative_position_bias_table`` of shape
     ((2wh-1)(2ww-1), heads), initialised N(0, 0.02^2) truncated.
     """
@@ -114,7 +116,7 @@ class WindowAttention(FusedSelfAttention):
         bias = take_rows(self.relative_position_bias_table, self.relative_position_index)
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
-    def call(self, x, attention_mask=None, training=None):
+    def call(self, x, attention_mask=None, return_attention_scores=False, training=None):
         n = x.shape[1]
         q, k, v = self.split_heads(x)  # each (B*nW, heads, N, head_dim)
         bias = ops.cast(self.relative_position_bias(), "float32")
@@ -126,9 +128,16 @@ class WindowAttention(FusedSelfAttention):
             q, k, v = grouped(q), grouped(k), grouped(v)
             bias = bias[None] + ops.cast(attention_mask, "float32")[:, None]
         out, weights = exact_attention(q, k, v, bias=bias, return_weights=True)
+        if return_attention_scores and attention_mask is not None:
+            # The weights as (B*nW, heads, N, N), and the output recomputed from that reshaped tensor:
+            # a gradient with respect to the returned weights must flow through the output.
+            weights = ops.reshape(weights, (-1, self.num_heads, n, n))
+            v = ops.reshape(v, (-1, self.num_heads, n, self.head_dim))
+            out = weighted_values(weights, v)
         if training and self.attention_dropout > 0:
             out = weighted_values(self.attn_drop(weights, training=training), v)
-        return self.merge_heads(ops.reshape(out, (-1, self.num_heads, n, self.head_dim)), training)
+        out = self.merge_heads(ops.reshape(out, (-1, self.num_heads, n, self.head_dim)), training)
+        return (out, weights) if return_attention_scores else out
 
     def get_config(self):
         config = super().get_config()

@@ -49,9 +49,11 @@ def gradcam(model, images, class_index=None, method="gradcam", layer=None, upsam
 
     The maps are min-max scaled per image; a map that is zero everywhere (no positive evidence) stays
     zero. On transformers the last layers' tokens have exchanged information, so their maps can be
-    coarse or miss the object: in tests/vis/test_pointing_game.py a small trained ViT's default
-    Grad-CAM misses a square that its attention rollout finds, and a small Swin's default map covers
-    the square's shifted windows while ``layer="patch_embed"`` points at the square itself.
+    coarse or miss the object. Measured (docs/saliency.md, ``python -m tools.saliency_eval pointing``): on
+    a small class-token ViT trained to find a coloured square, this default target marks the square as a
+    hole (tests/vis/test_explain.py keeps that as a documented limit), and on a small Swin the default map
+    covers the square's shifted windows. ``tfvit.vis.explain`` picks, per model family, a method measured
+    to point at the evidence.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")

@@ -1,0 +1,247 @@
+"""Measure how well each saliency method points at the evidence, per model family: the tables of docs/saliency.md.
+
+    python -m tools.saliency_eval pointing                   # synthetic tasks: pointing game, class-specificity
+    python -m tools.saliency_eval cifar --data-dir ../shared/data   # deletion / insertion AUC, sanity, figure
+
+``pointing`` trains the small model of every family (tools/saliency_tasks.py) on each task (colour, shape,
+position; 2000 images, seeded) and scores every method that applies on held-out images: the pointing game (hit =
+the map's maximum inside the 6x6 evidence, no tolerance; chance 3.5%) and class-specificity (images holding two
+classes' evidence; each class's map must point at its own). ``cifar`` trains a ViT, a Swin and a ResNet on the
+CIFAR-10 files in ``--data-dir`` and reports the deletion and insertion AUC of each method on test images
+against random maps (Petsiuk et al. 2018), the cascading-randomisation check (Adebayo et al. 2018) and a figure
+of the maps. Trained models are kept under ``--cache`` so that a rerun measures without training again.
+Both print markdown tables and write them, with the raw figures as JSON, to ``--out``.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tools import saliency_tasks as tasks  # noqa: E402
+
+# Grad-CAM targets tried per family, besides each method's own default: the measurement behind GRADCAM_TARGETS.
+CAM_TARGETS = {
+    "cnn": [None],
+    "vit_token": [None, "patch_embed", "blocks.0"],
+    "vit_mean": [None, "patch_embed", "blocks.0"],
+    "vit_local": [None, "patch_embed", "blocks.0"],
+    "vit_performer": [None, "patch_embed", "blocks.0"],
+    "swin": [None, "patch_embed"],
+}
+
+
+def _boxes(corners, patch=tasks.PATCH):
+    corners = np.asarray(corners)
+    return np.concatenate([corners, corners + patch], axis=-1)
+
+
+def method_runs(model, family):
+    """(label, function(model, images, class_index)) for every method to score on ``model``."""
+    from tfvit import vis
+
+    runs = []
+    for target in CAM_TARGETS[family]:
+        label = "gradcam (tfvit.vis.gradcam default)" if target is None else f"gradcam @ {target}"
+        runs.append((label, lambda m, x, c, t=target: vis.gradcam(m, x, class_index=c, layer=t)))
+    for name in vis.applicable_methods(model):
+        if name in ("gradcam", "scorecam"):  # Grad-CAM is above; Score-CAM costs a forward per channel
+            continue
+        runs.append((name, lambda m, x, c, n=name: vis.explain(m, x, class_index=c, method=n)))
+    return runs
+
+
+def _cached(path, make):
+    if os.path.exists(path):
+        return keras.saving.load_model(path, compile=False)
+    model = make()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    model.save(path)
+    return model
+
+
+def pointing(args):
+    from tfvit.vis import class_specificity, explain, model_family, pointing_hits
+
+    rows = []
+    for task in args.tasks:
+        train_images, train_labels, _ = tasks.make_task(task, tasks.TRAINING[task][0], seed=0)
+        images, labels, corners = tasks.make_task(task, 300, seed=1)
+        evidence = labels > 0
+        pair_images, pair_classes, pair_corners = tasks.make_pairs(task, args.pairs, seed=2)
+        for family in args.families:
+            start = time.perf_counter()
+            model = _cached(os.path.join(args.cache, f"{task}_{family}.keras"),
+                            lambda: tasks.train(family, task, train_images, train_labels))
+            accuracy = float((np.argmax(model.predict(images, verbose=0), -1) == labels).mean())
+            row = {"task": task, "family": family, "explain_family": model_family(model), "accuracy": accuracy,
+                   "methods": {}}
+            for label, run in method_runs(model, family) + [("auto", lambda m, x, c: explain(m, x, class_index=c))]:
+                began = time.perf_counter()
+                maps = run(model, images[evidence], labels[evidence])
+                hits = float(pointing_hits(maps, _boxes(corners[evidence])).mean())
+                specific = class_specificity(lambda x, c, m=model, r=run: r(m, x, c), pair_images, pair_classes,
+                                             _boxes(pair_corners))
+                row["methods"][label] = {"pointing": hits, "specificity": specific,
+                                         "seconds": time.perf_counter() - began}
+            rows.append(row)
+            print(f"[{task} / {family}] accuracy {accuracy:.3f}; "
+                  + ", ".join(f"{k} {v['pointing']:.2f}/{v['specificity']:.2f}" for k, v in row["methods"].items())
+                  + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+    _write(args.out, "pointing", rows, pointing_tables(rows))
+
+
+def pointing_tables(rows):
+    lines = []
+    methods = list(dict.fromkeys(m for row in rows for m in row["methods"]))
+    for metric, title in (("pointing", "Pointing game (hits; chance 0.035)"),
+                          ("specificity", "Class-specificity (own-evidence hits on two-class images)")):
+        lines += [f"### {title}", "", "| task | family | accuracy | " + " | ".join(methods) + " |",
+                  "|---" * (3 + len(methods)) + "|"]
+        for row in rows:
+            cells = [f"{row['methods'][m][metric]:.2f}" if m in row["methods"] else "" for m in methods]
+            lines.append(f"| {row['task']} | {row['family']} | {row['accuracy']:.2f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- CIFAR-10: deletion / insertion, sanity, figure ------------------------------------------------------------
+
+CIFAR_MODELS = {
+    "vit": ("vit_cifar_patch4_32", {"drop_path_rate": 0.0}),
+    "swin": ("swin_cifar_patch2_window4_32", {"drop_path_rate": 0.0}),
+    "resnet": ("resnet18_cifar", {}),
+}
+
+
+def _cifar_model(kind, train, epochs, cache):
+    import tfvit
+
+    def make():
+        name, overrides = CIFAR_MODELS[kind]
+        keras.utils.set_random_seed(0)
+        model = tfvit.create_model(name, **overrides)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        began = time.perf_counter()
+        model.fit(*train, batch_size=128, epochs=epochs, verbose=2)
+        print(f"trained {name} in {time.perf_counter() - began:.0f} s", flush=True)
+        return model
+
+    return _cached(os.path.join(cache, f"cifar10_{kind}_e{epochs}.keras"), make)
+
+
+def cifar(args):
+    from tfvit import data, vis
+
+    info = data.dataset_info("cifar10")
+
+    def arrays(split, limit=None):
+        images, labels = data.load_arrays("cifar10", split, data_dir=args.data_dir, limit=limit)
+        images = ((images.astype(np.float32) / 255.0 - np.asarray(info.mean)) / np.asarray(info.std))
+        return images.astype(np.float32), labels
+
+    train = arrays("train")
+    test_images, test_labels = arrays("test", limit=args.images)
+    rng = np.random.default_rng(0)
+    rows, figure_maps, figure_labels = [], [], []
+    for kind in args.models:
+        model = _cifar_model(kind, train, args.epochs, args.cache)
+        all_test = arrays("test")
+        accuracy = float((np.argmax(model.predict(all_test[0], verbose=0), -1) == all_test[1]).mean())
+        row = {"model": kind, "family": vis.model_family(model), "accuracy": accuracy, "methods": {}, "sanity": {}}
+        names = ["random"] + [n for n in vis.applicable_methods(model) if n != "scorecam"]
+        for name in names:
+            began = time.perf_counter()
+            if name == "random":
+                maps = rng.uniform(size=test_images.shape[:3]).astype(np.float32)
+            else:
+                maps = vis.explain(model, test_images, method=name)
+            curves = vis.deletion_insertion(model, test_images, maps)
+            row["methods"][name] = {"deletion": float(curves["deletion_auc"].mean()),
+                                    "insertion": float(curves["insertion_auc"].mean()),
+                                    "seconds": time.perf_counter() - began}
+            print(f"[cifar10 / {kind}] {name}: deletion {row['methods'][name]['deletion']:.3f}, insertion "
+                  f"{row['methods'][name]['insertion']:.3f} ({row['methods'][name]['seconds']:.0f} s)", flush=True)
+        auto = vis.AUTO[vis.model_family(model)]
+        for name in dict.fromkeys([auto, "gradcam"]):
+            row["sanity"][name] = vis.cascading_randomisation(
+                model, test_images[:args.sanity_images], lambda m, x, n=name: vis.explain(m, x, method=n))
+            print(f"[cifar10 / {kind}] sanity {name}: "
+                  + ", ".join(f"{layer} {r:.2f}" for layer, r in row["sanity"][name]), flush=True)
+        shown = test_images[:args.figure_images]
+        figure_maps += [vis.explain(model, shown), vis.gradcam(model, shown)]
+        figure_labels += [f"{kind}\nexplain (auto:\n{auto})", f"{kind}\ngradcam\n(default target)"]
+        rows.append(row)
+    titles = [info.class_name(int(i)) for i in test_labels[:args.figure_images]]
+    if args.figure:
+        vis.overlay_grid(test_images[:args.figure_images], figure_maps, path=args.figure, titles=titles,
+                         row_labels=figure_labels, mean=info.mean, std=info.std)
+        print(f"figure: {args.figure}")
+    _write(args.out, "cifar", rows, cifar_tables(rows, args))
+
+
+def cifar_tables(rows, args):
+    lines = [f"### Deletion (lower is better) / insertion (higher is better) AUC, {args.images} CIFAR-10 test images",
+             "", "| model | test acc | method | deletion | insertion | s |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for name, m in row["methods"].items():
+            lines.append(f"| {row['model']} | {row['accuracy']:.3f} | {name} | {m['deletion']:.3f} | "
+                         f"{m['insertion']:.3f} | {m['seconds']:.0f} |")
+    lines += ["", "### Cascading randomisation: rank correlation with the trained model's maps, top-down", ""]
+    for row in rows:
+        for name, steps in row["sanity"].items():
+            lines.append(f"- {row['model']} / {name}: " + ", ".join(f"{layer} {r:.2f}" for layer, r in steps))
+    return "\n".join(lines) + "\n"
+
+
+def _write(out, name, rows, tables):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(tables)
+    print(tables)
+    print(f"written: {os.path.join(out, name)}.md / .json")
+
+
+def _comma(values):
+    return [v for v in values.split(",") if v]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("pointing", help="pointing game and class-specificity on the synthetic tasks")
+    a.add_argument("--tasks", type=_comma, default=list(tasks.TASKS))
+    a.add_argument("--families", type=_comma, default=list(tasks.FAMILIES))
+    a.add_argument("--pairs", type=int, default=100, help="two-class images for class-specificity")
+    b = sub.add_parser("cifar", help="deletion / insertion AUC, randomisation check and figure on CIFAR-10")
+    b.add_argument("--data-dir", default=os.environ.get("TFVIT_DATA_DIR"))
+    b.add_argument("--models", type=_comma, default=list(CIFAR_MODELS))
+    b.add_argument("--epochs", type=int, default=10)
+    b.add_argument("--images", type=int, default=100, help="test images scored")
+    b.add_argument("--sanity-images", type=int, default=16)
+    b.add_argument("--figure-images", type=int, default=8)
+    b.add_argument("--figure", default="docs/images/saliency_cifar10.png")
+    for q in (a, b):
+        q.add_argument("--cache", default="logs/saliency_eval/models")
+        q.add_argument("--out", default="logs/saliency_eval")
+    args = p.parse_args(argv)
+    bad = [f for f in getattr(args, "families", []) if f not in tasks.FAMILIES]
+    bad += [t for t in getattr(args, "tasks", []) if t not in tasks.TASKS]
+    bad += [m for m in getattr(args, "models", []) if m not in CIFAR_MODELS]
+    if bad:
+        sys.exit(f"saliency_eval: unknown {bad}; tasks {tasks.TASKS}, families {tuple(tasks.FAMILIES)}, "
+                 f"CIFAR models {tuple(CIFAR_MODELS)}.")
+    {"pointing": pointing, "cifar": cifar}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
