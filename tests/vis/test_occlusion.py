@@ -73,7 +73,8 @@ def test_box_kernel_is_the_plain_mean_of_the_covering_windows():
     expected = np.zeros((3, 8, 10))
     for y in range(8):
         for x in range(10):
-            covering = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols) if r <= y < r + 4 and c <= x < c + 4]
+            covering = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols)
+                        if r <= y < r + 4 and c <= x < c + 4]
             expected[:, y, x] = np.mean([drops[:, i, j] for i, j in covering], axis=0)
     got = occlusion(model, IMAGES, class_index=list(classes), window=4, stride=2, kernel="box")
     np.testing.assert_allclose(got, min_max(expected), atol=1e-5)

@@ -2,7 +2,8 @@
 
 Smilkov, Thorat, Kim, Viegas & Wattenberg 2017, "SmoothGrad: removing noise by adding noise", eq. 3:
     M(x) = 1/n sum_{i=1}^n |dF(x + e_i) / dx|,   e_i ~ N(0, sigma^2),   sigma = noise (max(x) - min(x)),
-with F the class logit (``tfvit.vis.scores``; a final softmax is bypassed) and the noise level relative
+the sensitivity map |dF/dx| (tf-keras-vis takes the absolute value of each sample's gradient before the
+mean) with F the class logit (``tfvit.vis.scores``; a final softmax is bypassed) and the noise level relative
 to each image's range (the paper finds 10-20% best). The gradient of one image is noisy at the pixel
 scale (the paper's section 3: sharp fluctuations of the gradient at small scales); averaging it over a
 neighbourhood of x keeps what is consistent. A pixel's value is the largest |gradient| over its
@@ -37,6 +38,13 @@ def smoothgrad(model, images, class_index=None, samples=20, noise=0.2, seed=0, u
         upsample: accepted for the interface shared with ``gradcam``; the map is at the image's resolution,
             (H, W) either way.
         batch_size: images per call to tf-keras-vis, which runs each noisy copy of all of them as one batch.
+
+    Measured on the colour task of tools/saliency_tasks.py (a 6x6 square in 32x32 noise; pointing game on 197
+    held-out squares, the small ViT / Swin trained on 2000 images): the defaults hit 0.89 on the ViT but only
+    0.22 on the Swin (vanilla gradient, samples=0: 0.86 / 0.29; noise 0.1: 0.86 / 0.27). On that Swin the
+    map is on average twice as high on the square as off it, but its largest gradients lie beside the
+    square, a few pixels off: where a map must peak on the object, prefer occlusion, RISE or Integrated
+    Gradients (1.00 / 1.00 there).
     """
     images = check_images(model, images, where="smoothgrad")
     if not integer(samples) or samples < 0:
