@@ -12,7 +12,7 @@ area is the trapezoid rule over the fraction in [0, 1]. A random map is the base
 import numpy as np
 
 from tfvit.vis.inputs import check_class_index, check_images
-from tfvit.vis.scores import logits_model
+from tfvit.vis.scores import logits_model, predict_logits
 
 
 def _blur(images, sigma):
@@ -28,8 +28,7 @@ def _blur(images, sigma):
 
 
 def _probabilities(model, batch, classes, batch_size):
-    logits = np.concatenate([np.asarray(model(batch[i:i + batch_size], training=False), dtype=np.float64)
-                             for i in range(0, len(batch), batch_size)])
+    logits = predict_logits(model, batch, batch_size).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return probabilities[np.arange(len(batch)), classes]
@@ -51,7 +50,7 @@ def deletion_insertion(model, images, maps, class_index=None, steps=32, blur_sig
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     scorer = logits_model(model)
-    classes = check_class_index(class_index, np.asarray(scorer(images, training=False)))
+    classes = check_class_index(class_index, predict_logits(scorer, images, batch_size))
     batch, height, width, _ = images.shape
     pixels = height * width
     # Most salient first; a stable sort on the negated map keeps ties in row-major order.

@@ -34,14 +34,13 @@ border is covered by windows centred on both of its sides, as an inner one is. T
 pass per (image, window), run in batches of ``batch_size``.
 """
 
-import math
 
 import numpy as np
 
 from tfvit._validation import integer
 from tfvit.vis.inputs import check_class_index, check_images
 from tfvit.vis.maps import normalize_maps
-from tfvit.vis.scores import class_scores, logits_model
+from tfvit.vis.scores import class_scores, fill_values, logits_model, predict_logits
 
 KERNELS = ("tent", "box")
 
@@ -84,12 +83,12 @@ def occlusion(model, images, class_index=None, window=None, stride=None, fill="m
                    limit=window)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}.")
-    fills = _fills(fill, images)
+    fills = fill_values(fill, images)
     if not integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
     scorer = logits_model(model)
-    logits = _logits(scorer, images, batch_size)
+    logits = predict_logits(scorer, images, batch_size)
     classes = check_class_index(class_index, logits)
     rows = _windows(height, window[0], stride[0])  # (n_rows, 2) [start, stop) clipped to the image
     cols = _windows(width, window[1], stride[1])
@@ -117,16 +116,6 @@ def _pair(value, name, default, limit):
     return tuple(int(v) for v in pair)
 
 
-def _fills(fill, images):
-    """(B, C) values that replace an occluded window."""
-    if isinstance(fill, str) and fill == "mean":
-        return images.mean(axis=(1, 2))
-    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(fill):
-        raise ValueError(f'fill must be "mean" or a finite number, got {fill!r}.')
-    return np.full((len(images), images.shape[-1]), fill, dtype=images.dtype)
-
-
 def _starts(size, window, stride):
     """Window starts from -(window - stride) on, every ``stride``, while the window still reaches the image:
     each pixel lies in the same number of windows (window / stride when stride divides it)."""
@@ -149,11 +138,6 @@ def _weights(size, window, stride, kernel):
     return np.where(inside, window / 2 - np.abs(pixels - centres), 0.0)
 
 
-def _logits(scorer, images, batch_size):
-    return np.concatenate([_predict(scorer, images[i:i + batch_size])
-                           for i in range(0, len(images), batch_size)])
-
-
 def _occluded_scores(scorer, images, fills, classes, rows, cols, batch_size):
     """(B, n_rows * n_cols) class logits of every image with every window filled, in batches of pairs."""
     per_image = len(rows) * len(cols)
@@ -167,7 +151,7 @@ def _occluded_scores(scorer, images, fills, classes, rows, cols, batch_size):
         r, c = np.divmod(position, len(cols))
         hidden = row_masks[r][:, :, None] & col_masks[c][:, None, :]  # (n, H, W)
         batch = np.where(hidden[..., None], fills[which][:, None, None, :], images[which])
-        logits = _predict(scorer, batch)
+        logits = predict_logits(scorer, batch, len(batch))
         scores[index] = class_scores(logits, classes[which])
     return scores.reshape(len(images), per_image)
 
@@ -175,9 +159,3 @@ def _occluded_scores(scorer, images, fills, classes, rows, cols, batch_size):
 def _masks(windows, size):
     pixels = np.arange(size)
     return (pixels >= windows[:, :1]) & (pixels < windows[:, 1:])
-
-
-def _predict(scorer, batch):
-    # predict_on_batch: the model's compiled inference function (training=False, no progress bar), about
-    # 2.5x faster than an eager call on the small ViT of the colour task of tools/saliency_tasks.py.
-    return np.asarray(scorer.predict_on_batch(batch), dtype=np.float32)

@@ -36,7 +36,7 @@ import tensorflow as tf
 from tfvit._validation import integer
 from tfvit.vis.inputs import check_class_index, check_images
 from tfvit.vis.maps import normalize_maps
-from tfvit.vis.scores import class_scores, logits_model
+from tfvit.vis.scores import class_scores, fill_values, logits_model, predict_logits
 
 SCORES = ("logit", "probability")
 
@@ -76,7 +76,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
     if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.integer, np.floating)) \
             or not 0.0 < keep < 1.0:
         raise ValueError(f"keep must be a probability in (0, 1), got {keep!r}.")
-    fills = _fills(fill, images)
+    fills = fill_values(fill, images)
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}, got {score!r}.")
     if not integer(seed):
@@ -86,8 +86,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
     del upsample  # the map is at the image's resolution by construction
 
     scorer = logits_model(model)
-    logits = np.concatenate([_predict(scorer, images[i:i + batch_size])
-                             for i in range(0, len(images), batch_size)])
+    logits = predict_logits(scorer, images, batch_size)
     classes = check_class_index(class_index, logits)
     grids, shifts = _draw(num_masks, (height, width), cell, keep, seed)
 
@@ -105,7 +104,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
             m = masks[None, :, :, :, None]
             batch = (x[:, None] * m + fills[start:start + group, None, None, None, :] * (1.0 - m)).reshape(
                 -1, height, width, images.shape[-1])
-            out = _predict(scorer, batch)
+            out = predict_logits(scorer, batch, len(batch))
             if score == "probability":
                 out = np.asarray(tf.nn.softmax(out, axis=-1))
             scores = class_scores(out, np.repeat(classes[start:start + group], len(masks))).reshape(len(x), -1)
@@ -135,15 +134,6 @@ def _cell(cell, size):
     return tuple(int(c) for c in pair)
 
 
-def _fills(fill, images):
-    if isinstance(fill, str) and fill == "mean":
-        return images.mean(axis=(1, 2))
-    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(fill):
-        raise ValueError(f'fill must be "mean" or a finite number, got {fill!r}.')
-    return np.full((len(images), images.shape[-1]), fill, dtype=images.dtype)
-
-
 def _draw(num_masks, size, cell, keep, seed):
     """All masks' random numbers, drawn at once so that the masks do not depend on the batch size: binary
     (N, ceil(H / cell) + 1, ...) cell grids and (N, 2) shifts in [0, cell)."""
@@ -161,9 +151,3 @@ def _upsample(grids, shifts, size, cell):
     rows = shifts[:, :1] + np.arange(size[0])  # (n, H)
     cols = shifts[:, 1:] + np.arange(size[1])
     return up[np.arange(len(up))[:, None, None], rows[:, :, None], cols[:, None, :]].astype(np.float32)
-
-
-def _predict(scorer, batch):
-    # predict_on_batch: the model's compiled inference function (training=False, no progress bar), about
-    # 2.5x faster than an eager call on the small ViT of the colour task of tools/saliency_tasks.py.
-    return np.asarray(scorer.predict_on_batch(batch), dtype=np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 from tfvit._validation import integer
 from tfvit.vis.inputs import check_class_index, check_images
 from tfvit.vis.maps import normalize_maps
-from tfvit.vis.scores import logits_model
+from tfvit.vis.scores import logits_model, predict_logits
 
 
 def smoothgrad(model, images, class_index=None, samples=20, noise=0.2, seed=0, upsample=True, batch_size=32):
@@ -59,8 +59,7 @@ def smoothgrad(model, images, class_index=None, samples=20, noise=0.2, seed=0, u
     del upsample  # the map is at the image's resolution by construction
 
     scorer = logits_model(model)
-    logits = np.concatenate([np.asarray(scorer(images[i:i + batch_size], training=False), dtype=np.float32)
-                             for i in range(0, len(images), batch_size)])
+    logits = predict_logits(scorer, images, batch_size)
     classes = check_class_index(class_index, logits)
 
     with warnings.catch_warnings():
