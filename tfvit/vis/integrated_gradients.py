@@ -18,11 +18,10 @@ channels at once, often of opposite sign against a grey or mean baseline (a red 
 and blue down), and a signed sum over channels would cancel exactly that evidence.
 
 The default baseline is each image's own mean colour, not the paper's black. The baseline is the input
-that "carries no evidence", and an image the model has never seen the like of does not: on the colour task
-of tools/saliency_tasks.py (a 6x6 square in 32x32 uniform noise; pointing game on 197 held-out squares, the
-small ViT / Swin trained on 2000 images) IG from black hits 0.13 / 0.25, from the mean 1.00 / 1.00 (from grey
-0.5: 1.00 / 1.00). The path from black runs through dark images unlike any training image, where the
-gradients say little about x. A pixel equal to its image's mean gets no attribution against "mean" (the
+that "carries no evidence", and an image the model has never seen the like of does not: the path from
+black runs through dark images unlike any training image, where the gradients say little about x
+(measured against the mean and grey baselines in docs/saliency.md, ``python -m tools.saliency_eval
+defaults``). A pixel equal to its image's mean gets no attribution against "mean" (the
 factor x - x' is 0); pass ``baseline=`` a number or an array where that matters.
 
 The gradients are taken with tf.GradientTape on the logits model (a final softmax is bypassed, so that a
@@ -56,9 +55,7 @@ def integrated_gradients(model, images, class_index=None, baseline="mean", steps
         batch_size: interpolated images per gradient pass.
 
     The map is sum over channels of |IG| (see the module docstring); ``integrated_gradients_attributions``
-    gives the signed per-channel attributions. Measured (the module docstring's task): the defaults hit
-    1.00 / 1.00 on the small ViT / Swin, peak 1.78 / 1.70 pixels from the square's centre; 32 gradient
-    evaluations per image.
+    gives the signed per-channel attributions.
     """
     del upsample  # the map is at the image's resolution by construction
     attributions = _attributions(model, images, class_index, baseline, steps, batch_size, "integrated_gradients")

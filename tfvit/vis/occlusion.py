@@ -16,17 +16,13 @@ windows gets the same, largest value: a plateau of (w - object + 1) pixels per a
 wider than the object whenever w exceeds it, and the first maximum in row-major order (how a pointing
 game breaks ties) sits at its top-left corner, outside the object. The tent gives each window's drop
 to its centre pixels most, so the windows holding the object vote for its centre: the map peaks at the
-middle of the centres of the windows that matter, which is the middle of the object. On such a model
-(the one of tests/vis/test_occlusion.py: the logit is min(redness of the image, a small cap); a red 6x6
-square on grey at 100 random places) the tent hits the square every time (pointing game), the box 27
-times in 100: only where the square's offset lies on the stride grid. Trained models are gentler (the
-colour task of tools/saliency_tasks.py, small ViT and Swin: both kernels hit 1.00), but there too the
-tent's peak lies nearer the square's centre (0.73 / 0.72 pixels against 1.47 / 1.47) and more of the map
-is on the square (0.46 / 0.36 of its mass against 0.37 / 0.30).
+middle of the centres of the windows that matter, which is the middle of the object.
+tests/vis/test_occlusion.py builds such a saturating model and asserts that the tent points at the object
+where the box does not.
 
-The window must exceed the object by at least a stride, or no window position may hold all of it (a
-window of 6 on that 6x6 square, stride 2, hits it 27 times in 100 with either kernel): hence the default
-of a quarter of the side, 8 for 32 (12: also 1.00 there, but a wider peak; 16: 1.00, 1.17 pixels off).
+The window must exceed the object by at least a stride, or no window position may hold all of it: hence
+the default of a quarter of the side, 8 for 32. docs/saliency.md has the measurement of both choices on
+trained models (``python -m tools.saliency_eval defaults``).
 
 The windows overhang the image edges (clipped to it): positions start at -(w - stride), so every pixel,
 the border ones included, lies in the same number of windows (w / stride per axis), and an object at a
@@ -67,13 +63,9 @@ def occlusion(model, images, class_index=None, window=None, stride=None, fill="m
 
     A map that is constant (no window changes the logit) is all zeros.
 
-    Measured on the colour task (tools/saliency_tasks.py: a 6x6 square in 32x32 noise; pointing game on 197
-    held-out squares, the small ViT / Swin trained on 2000 images; "dist": pixels from the peak to the square's
-    centre): the defaults (window 8, stride 2, tent, mean fill) hit 1.00 / 1.00, dist 0.73 / 0.72; box kernel
-    1.00 / 1.00, dist 1.47 / 1.47; window 6: 1.00 / 1.00, dist 0.72 / 0.72 (but see the saturating model in
-    the module docstring); window 12 (stride 3): 1.00 / 1.00, dist 0.88 / 0.89; window 4 (stride 1): 0.97 /
-    0.93; stride 1: 1.00 / 1.00 at 4x the cost; black fill (0.0): 0.17 / 0.91 (a black window, unlike any
-    training image, moves the ViT's logit wherever it falls). Cost: 361 forward passes per 32x32 image.
+    Cost: one forward pass per image and window position, ((H + w - stride) / stride)^2 per square image:
+    361 for 32x32 at the defaults. docs/saliency.md measures the defaults against other windows, strides,
+    kernels and fills (``python -m tools.saliency_eval defaults``).
     """
     images = check_images(model, images, where="occlusion")
     height, width = images.shape[1:3]

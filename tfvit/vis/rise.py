@@ -12,19 +12,17 @@ Three choices differ from the paper:
 - the masked image is x . M + fill (1 - M) with fill the image's own per-channel mean by default, where
   the paper multiplies (fill 0, black). Black regions are out of distribution for a model that never saw
   them, so the score of a masked image says how the model reacts to black blobs, not only how much
-  evidence the mask left visible: on the colour task of tools/saliency_tasks.py (pointing game, 197
-  held-out squares, the small ViT trained on 2000 images) the paper's product hits 0.22, the mean fill
-  1.00 (as occlusion: black 0.17, mean 1.00). ``fill=0.0`` gives the paper's product.
+  evidence the mask left visible. ``fill=0.0`` gives the paper's product.
 - f is the class logit (``tfvit.vis.scores``, the score every tfvit method explains) by default, where the
-  paper uses the probability (``score="probability"``). Measured there, the probability is not better:
-  both hit 1.00 on ViT and Swin, the peak lies 0.83 pixels from the square's centre with the logit and
-  0.90 / 0.92 with the probability (a likely reason: a confident model's probability saturates, so masks
-  that leave the evidence visible all score about 1 whatever share of it they kept; the logit does not).
+  paper uses the probability (``score="probability"``): a confident model's probability saturates, so
+  masks that leave the evidence visible all score about 1 whatever share of it they kept; the logit does
+  not.
 - the scores are centred, f_i - mean_j f_j, before weighting: sum_i (f_i - fbar) M_i differs from eq. 6
   by fbar sum_i M_i, whose expectation is the same constant N p fbar at every pixel (removed by the
   min-max scaling) but whose Monte-Carlo noise grows with |fbar|: a logit of 10 varying by 1 across
-  masks would otherwise draw the masks' own unevenness ten times stronger than the evidence. (Measured:
-  the share of the map's mass inside the square rises from 0.18 to 0.22 on both models.)
+  masks would otherwise draw the masks' own unevenness ten times stronger than the evidence.
+The fill and the score are measured against the paper's in docs/saliency.md
+(``python -m tools.saliency_eval defaults``).
 The same N masks explain every image (as the paper's code), drawn from ``seed``: maps are deterministic.
 """
 
@@ -61,12 +59,9 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
             resolution, so the map is (H, W) either way.
         batch_size: masked images per forward pass (inference mode).
 
-    Measured on the colour task of tools/saliency_tasks.py (pointing game, 197 held-out 6x6 squares in 32x32
-    noise, the small ViT / Swin trained on 2000 images; "dist": mean distance in pixels of the peak from the
-    square's centre): the defaults (cell 4, keep 0.5, mean fill, logit, 2000 masks) hit 1.00 / 1.00, dist
-    0.83 / 0.83; cell 2: 1.00 / 1.00, dist 1.40 / 1.32; cell 8: 1.00 / 0.99, dist 1.04 / 1.05; keep 0.25:
-    1.00 / 1.00; 500 masks: 1.00 / 1.00 but a noisier map (mass inside the square 0.16 against 0.22). One
-    forward pass per image and mask: 2000 per image.
+    Cost: one forward pass per image and mask, ``num_masks`` per image. docs/saliency.md measures the
+    defaults against other cells, keep probabilities, fills, scores and mask counts
+    (``python -m tools.saliency_eval defaults``).
     """
     images = check_images(model, images, where="rise")
     height, width = images.shape[1:3]

@@ -39,12 +39,9 @@ def smoothgrad(model, images, class_index=None, samples=20, noise=0.2, seed=0, u
             (H, W) either way.
         batch_size: images per call to tf-keras-vis, which runs each noisy copy of all of them as one batch.
 
-    Measured on the colour task of tools/saliency_tasks.py (a 6x6 square in 32x32 noise; pointing game on 197
-    held-out squares, the small ViT / Swin trained on 2000 images): the defaults hit 0.89 on the ViT but only
-    0.22 on the Swin (vanilla gradient, samples=0: 0.86 / 0.29; noise 0.1: 0.86 / 0.27). On that Swin the
-    map is on average twice as high on the square as off it, but its largest gradients lie beside the
-    square, a few pixels off: where a map must peak on the object, prefer occlusion, RISE or Integrated
-    Gradients (1.00 / 1.00 there).
+    Input gradients can be largest beside the object rather than on it (a model saturated on its evidence
+    changes least there): docs/saliency.md measures where SmoothGrad's maximum falls against occlusion, RISE
+    and Integrated Gradients (``python -m tools.saliency_eval defaults``).
     """
     images = check_images(model, images, where="smoothgrad")
     if not integer(samples) or samples < 0:
