@@ -76,6 +76,11 @@ def pointing(args):
 
     settings = {"images": args.images, "pairs": args.pairs}
     rows = _measured(args, "pointing", settings)
+    for row in rows:  # rows measured before AUTO last changed: its column follows today's choice
+        if AUTO[row["explain_family"]] in row["methods"]:
+            row["methods"]["auto"] = dict(row["methods"][AUTO[row["explain_family"]]])
+    if rows:
+        _write(args.out, "pointing", settings, rows, pointing_tables(rows, settings))
     for task in args.tasks:
         if all(_row(rows, task=task, family=f) for f in args.families):
             continue
@@ -114,7 +119,8 @@ def pointing(args):
 
 def pointing_tables(rows, settings):
     lines = [f"{settings['images']} held-out images per task (those holding evidence are scored), "
-             f"{settings['pairs']} two-class images; each cell: the share of hits.", ""]
+             f"{settings['pairs']} two-class images; each cell: the share of hits. auto: what explain() runs, "
+             "tfvit.vis.AUTO (RISE for the transformer families, Grad-CAM for the CNN).", ""]
     methods = list(dict.fromkeys(m for row in rows for m in row["methods"]))
     for metric, title in (("pointing", "Pointing game (hits; chance 0.035)"),
                           ("specificity", "Class-specificity (own-evidence hits on two-class images)")):

@@ -202,7 +202,7 @@ def _check_model(model):
     from tfvit.layers import MultiHeadSelfAttention, TransformerBlock
     from tfvit.models import SwinTransformer, VisionTransformer
 
-    instead = "tfvit.vis.explain(..., method='occlusion')"
+    instead = "tfvit.vis.explain(model, images) (RISE for transformers)"
     if not isinstance(model, (VisionTransformer, SwinTransformer)):
         # ValueError, the error tfvit raises for every bad argument, rather than ruff's TypeError.
         raise ValueError(  # noqa: TRY004
