@@ -118,19 +118,19 @@ def pointing(args):
 
 
 def pointing_tables(rows, settings):
-    lines = [f"{settings['images']} held-out images per task (those holding evidence are scored), "
-             f"{settings['pairs']} two-class images; each cell: the share of hits. auto: what explain() runs, "
-             "tfvit.vis.AUTO (RISE for the transformer families, Grad-CAM for the CNN).", ""]
-    methods = list(dict.fromkeys(m for row in rows for m in row["methods"]))
-    for metric, title in (("pointing", "Pointing game (hits; chance 0.035)"),
-                          ("specificity", "Class-specificity (own-evidence hits on two-class images)")):
-        lines += [f"### {title}", "", "| task | family | accuracy | " + " | ".join(methods) + " |",
-                  "|---" * (3 + len(methods)) + "|"]
-        for row in rows:
-            cells = [f"{row['methods'][m][metric]:.2f}" if m in row["methods"] else "" for m in methods]
-            lines.append(f"| {row['task']} | {row['family']} | {row['accuracy']:.2f} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    """One markdown table: a row per (task, family), a cell per method, "pointing / class-specificity"."""
+    by_methods = sorted(rows, key=lambda r: -len(r["methods"]))  # the fullest row's order first
+    methods = list(dict.fromkeys(m for row in by_methods for m in row["methods"]))
+    lines = [f"Pointing game / class-specificity: {settings['images']} held-out images per task (the ones holding "
+             f"evidence are scored), {settings['pairs']} two-class images (two class maps each); chance 0.035. "
+             "n/a: the method does not apply (or that target was not tried); auto: what explain() runs, "
+             "tfvit.vis.AUTO (RISE for the transformer families, Grad-CAM for the CNN).", "",
+             "| task | family | accuracy | " + " | ".join(methods) + " |", "|---" * (3 + len(methods)) + "|"]
+    for row in rows:
+        cells = [f"{row['methods'][m]['pointing']:.2f}/{row['methods'][m]['specificity']:.2f}"
+                 if m in row["methods"] else "n/a" for m in methods]
+        lines.append(f"| {row['task']} | {row['family']} | {row['accuracy']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # --- The defaults of the perturbation and path methods -----------------------------------------------------
