@@ -36,6 +36,7 @@ import numpy as np
 from tfvit._validation import integer
 from tfvit.vis.inputs import check_class_index, check_images
 from tfvit.vis.maps import normalize_maps
+from tfvit.vis.progress import PassProgress
 from tfvit.vis.scores import class_scores, fill_values, logits_model, predict_logits
 
 KERNELS = ("tent", "box")
@@ -137,6 +138,7 @@ def _occluded_scores(scorer, images, fills, classes, rows, cols, batch_size):
     scores = np.empty(pairs, dtype=np.float32)
     row_masks = _masks(rows, images.shape[1])
     col_masks = _masks(cols, images.shape[2])
+    progress = PassProgress(pairs, "occlusion")
     for start in range(0, pairs, batch_size):
         index = np.arange(start, min(start + batch_size, pairs))
         which, position = np.divmod(index, per_image)
@@ -145,6 +147,7 @@ def _occluded_scores(scorer, images, fills, classes, rows, cols, batch_size):
         batch = np.where(hidden[..., None], fills[which][:, None, None, :], images[which])
         logits = predict_logits(scorer, batch, len(batch))
         scores[index] = class_scores(logits, classes[which])
+        progress.advance(len(index))
     return scores.reshape(len(images), per_image)
 
 

@@ -34,6 +34,7 @@ import tensorflow as tf
 from tfvit._validation import integer
 from tfvit.vis.inputs import check_class_index, check_images
 from tfvit.vis.maps import normalize_maps
+from tfvit.vis.progress import PassProgress
 from tfvit.vis.scores import class_scores, fill_values, logits_model, predict_logits
 
 SCORES = ("logit", "probability")
@@ -90,6 +91,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
     weighted = np.zeros((len(images), height * width))  # sum_i f_i M_i, float64
     score_sum = np.zeros(len(images))  # sum_i f_i
     mask_sum = np.zeros(height * width)  # sum_i M_i
+    progress = PassProgress(num_masks * len(images), "rise")
     for first in range(0, num_masks, chunk):
         masks = _upsample(grids[first:first + chunk], shifts[first:first + chunk], (height, width), cell)
         flat = masks.reshape(len(masks), -1).astype(np.float64)
@@ -105,6 +107,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
             scores = class_scores(out, np.repeat(classes[start:start + group], len(masks))).reshape(len(x), -1)
             weighted[start:start + group] += scores.astype(np.float64) @ flat
             score_sum[start:start + group] += scores.sum(1)
+            progress.advance(scores.size)
     # sum_i (f_i - fbar) M_i / (N p): eq. 6 with centred scores (see the module docstring).
     maps = (weighted - (score_sum / num_masks)[:, None] * mask_sum) / (num_masks * keep)
     return normalize_maps(maps.reshape(len(images), height, width))
