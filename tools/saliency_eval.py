@@ -5,14 +5,15 @@
     python -m tools.saliency_eval cifar --data-dir ../shared/data   # deletion / insertion AUC, sanity, figure
 
 ``pointing`` trains the small model of every family (tools/saliency_tasks.py) on each task (colour, shape,
-position; 2000 images, seeded) and scores every method that applies on held-out images: the pointing game (hit =
-the map's maximum inside the 6x6 evidence, no tolerance; chance 3.5%) and class-specificity (images holding two
-classes' evidence; each class's map must point at its own). ``defaults`` scores the alternatives to the defaults
-of occlusion, RISE, Integrated Gradients and SmoothGrad on the colour task (pointing game, the peak's distance
-to the square's centre, the share of the map's mass on the square). ``cifar`` trains a ViT, a Swin and a ResNet on the
-CIFAR-10 files in ``--data-dir`` and reports the deletion and insertion AUC of each method on test images
-against random maps (Petsiuk et al. 2018), the cascading-randomisation check (Adebayo et al. 2018) and a figure
-of the maps. Trained models are kept under ``--cache`` so that a rerun measures without training again.
+position; the training sizes of saliency_tasks.TRAINING, seeded) and scores every method that applies on
+held-out images: the pointing game (hit = the map's maximum inside the 6x6 evidence, no tolerance; chance
+3.5%) and class-specificity (images holding two classes' evidence; each class's map must point at its own).
+``defaults`` scores the alternatives to the defaults of occlusion, RISE, Integrated Gradients and SmoothGrad
+on the colour task (pointing game, the peak's distance to the square's centre, the share of the map's mass on
+the square). ``cifar`` trains a ViT, a Swin and a ResNet on the CIFAR-10 files in ``--data-dir`` and reports
+the deletion and insertion AUC of each method on test images against random maps (Petsiuk et al. 2018), the
+cascading-randomisation check (Adebayo et al. 2018) and a figure of the maps. Trained models are kept under
+``--cache`` so that a rerun measures without training again.
 All print markdown tables and write them, with the raw figures as JSON, to ``--out`` after every row, so an
 interrupted run loses at most the row it was measuring; a rerun with the same settings keeps the rows already
 measured and goes on with the rest (``--fresh`` measures everything again).
