@@ -370,11 +370,12 @@ NO_MATRIX = {**VIT, "class_token": False, "pooling": "mean"}
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: VisionTransformer(**NO_MATRIX, attention="performer_softmax"), "PerformerAttention.*occlusion"),
+    (lambda: VisionTransformer(**NO_MATRIX, attention="performer_softmax"),
+     r"PerformerAttention.*explain\(model, images\)"),
     (lambda: VisionTransformer(**NO_MATRIX, attention="local2d", attention_kwargs={"kernel_size": 1}),
-     "NeighborhoodAttention2D.*occlusion"),
+     r"NeighborhoodAttention2D.*explain\(model, images\)"),
     (lambda: ResNet(image_size=8, in_channels=2, num_classes=3, depths=(1, 1), widths=(4, 4), stem="cifar"),
-     "ResNet.*gradcam.*occlusion"),
+     r"ResNet.*gradcam.*explain\(model, images\)"),
     (lambda: VisionTransformer(**{**VIT, "num_classes": 0}), "no classification head"),
 ])
 def test_models_it_cannot_explain_are_refused(make, message):
