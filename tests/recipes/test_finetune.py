@@ -26,7 +26,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
         "--models", "vit_cifar_patch4_32,swin_cifar_patch2_window4_32",
         "--checkpoint", f"vit_cifar_patch4_32={checkpoint}", "--modes", "partial",
         "--layer-decay", "0.75", "--data-dir", str(owner_data), "--epochs", "1", "--batch-size", "16",
-        "--limit-train", "32", "--limit-test", "16", "--saliency-images", "3", "--logdir", str(tmp_path / "logs"),
+        "--limit-train", "32", "--limit-test", "16", "--saliency-images", "2", "--logdir", str(tmp_path / "logs"),
         "--verbose", "0", "--save-best",
     ])
     printed = capsys.readouterr().out
@@ -45,7 +45,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
     assert (out / "saliency.png").read_bytes()[:4] == b"\x89PNG"
-    # The same overlays in TensorBoard: per model, explain's map and Grad-CAM at the study's target, three images each.
+    # The same overlays in TensorBoard: per model, explain's map and Grad-CAM at the study's target, two images each.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from tfvit.vis import AUTO
@@ -55,7 +55,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
     assert [t.split(": ")[0] for t in tags] == sorted([f"saliency/explain ({AUTO['vit_token']})",
                                                        f"saliency/explain ({AUTO['swin']})"]
                                                       + ["saliency/gradcam (study)"] * 2)
-    assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 3 for t in tags)  # width, height, 3 PNGs
+    assert all(len(events.Tensors(t)[0].tensor_proto.string_val) == 2 + 2 for t in tags)  # width, height, 2 PNGs
     assert np.isfinite([r["test_accuracy"] for r in results]).all()
     # The checkpoint really reached the trained model: frozen layers still hold the Hugging Face tensors, in the
     # final weights and in the best epoch's model that --save-best keeps.

@@ -26,8 +26,8 @@ def boxes(corners):
 @pytest.fixture(scope="module")
 def data():
     train = tasks.make_task(TASK, 2000, seed=0)
-    images, labels, corners = tasks.make_task(TASK, 120, seed=1)  # the tool's held-out set
-    pairs = tasks.make_pairs(TASK, 40, seed=2)
+    images, labels, corners = tasks.make_task(TASK, 64, seed=1)
+    pairs = tasks.make_pairs(TASK, 24, seed=2)
     return train, (images, labels, corners), pairs
 
 
@@ -46,8 +46,8 @@ def check_family(data, family, expected_family):
     assert specific >= 0.8, f"{family} ({AUTO[expected_family]}): class-specificity {specific:.2f}"
     keras.utils.set_random_seed(1)
     untrained = tasks.build(family, TASK)
-    chance_like = float(pointing_hits(explain(untrained, images[evidence][:40], class_index=1),
-                                      boxes(corners[evidence][:40])).mean())
+    chance_like = float(pointing_hits(explain(untrained, images[evidence][:24], class_index=1),
+                                      boxes(corners[evidence][:24])).mean())
     assert chance_like <= 0.3, f"{family}: an untrained model's maps hit {chance_like:.2f}"
     return model, images[evidence], boxes(corners[evidence])
 
