@@ -73,13 +73,12 @@ def _cached(path, make):
 
 
 def pointing(args):
-    from tfvit.vis import AUTO, class_specificity, explain, model_family, pointing_hits
+    from tfvit.vis import class_specificity, explain, model_family, pointing_hits
 
     settings = {"images": args.images, "pairs": args.pairs}
     rows = _measured(args, "pointing", settings)
-    for row in rows:  # rows measured before AUTO last changed: its column follows today's choice
-        if AUTO[row["explain_family"]] in row["methods"]:
-            row["methods"]["auto"] = dict(row["methods"][AUTO[row["explain_family"]]])
+    for row in rows:  # rows measured before AUTO last changed: their auto column follows today's choice
+        _auto_from_measured(row)
     if rows:
         _write(args.out, "pointing", settings, rows, pointing_tables(rows, settings))
     for task in args.tasks:
@@ -99,9 +98,7 @@ def pointing(args):
             row = {"task": task, "family": family, "explain_family": model_family(model), "accuracy": accuracy,
                    "methods": {}}
             for label, run in method_runs(model, family) + [("auto", lambda m, x, c: explain(m, x, class_index=c))]:
-                if label == "auto" and AUTO[model_family(model)] in row["methods"]:
-                    # explain() is AUTO's method with its defaults, deterministic: the same figures again
-                    row["methods"]["auto"] = dict(row["methods"][AUTO[model_family(model)]])
+                if label == "auto" and _auto_from_measured(row):
                     continue
                 began = time.perf_counter()
                 maps = run(model, images[evidence], labels[evidence])
@@ -116,6 +113,17 @@ def pointing(args):
                   + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
             _write(args.out, "pointing", settings, rows, pointing_tables(rows, settings))
     print(pointing_tables(rows, settings))
+
+
+def _auto_from_measured(row):
+    """Fill the auto column from AUTO's method when it was measured with its defaults (explain() runs exactly
+    that, deterministically); whether it was."""
+    from tfvit.vis import AUTO
+
+    name = AUTO[row["explain_family"]]
+    if name in row["methods"]:
+        row["methods"]["auto"] = dict(row["methods"][name])
+    return name in row["methods"]
 
 
 def pointing_tables(rows, settings):

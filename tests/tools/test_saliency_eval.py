@@ -57,3 +57,13 @@ def test_rows_written_are_taken_up_again_only_with_the_same_settings(tmp_path):
 def test_a_results_file_of_the_old_layout_is_not_taken_up(tmp_path):
     (tmp_path / "pointing.json").write_text(json.dumps([{"task": "colour"}]))  # a bare list: no settings
     assert saliency_eval._measured(_args(tmp_path), "pointing", {"images": 120, "pairs": 40}) == []
+
+
+def test_the_auto_column_is_the_measured_method_that_auto_runs():
+    from tfvit.vis import AUTO
+
+    measured = {"pointing": 1.0, "specificity": 0.95}
+    transformer = {"explain_family": "swin", "methods": {AUTO["swin"]: measured, "auto": {"pointing": 0.0}}}
+    assert saliency_eval._auto_from_measured(transformer) and transformer["methods"]["auto"] == measured
+    cnn = {"explain_family": "cnn", "methods": {"occlusion": measured}}  # AUTO's Grad-CAM was not measured
+    assert not saliency_eval._auto_from_measured(cnn) and "auto" not in cnn["methods"]

@@ -1,7 +1,7 @@
 """``explain``: one call for a saliency map that points at the evidence, whatever the model family.
 
     maps = tfvit.vis.explain(model, images)                  # (B, H, W) in [0, 1], the predicted classes
-    maps = tfvit.vis.explain(model, images, class_index=3, method="occlusion")  # cheaper than RISE: 361 passes per 32x32 image, not 2000
+    maps = tfvit.vis.explain(model, images, class_index=3, method="occlusion")  # 361 passes per image, RISE 2000
 
 Which method is faithful depends on the model. ``AUTO`` is the choice per family, made by measurement:
 docs/saliency.md has the table (pointing game and class-specificity on synthetic tasks, deletion and insertion

@@ -65,8 +65,8 @@ def occlusion(model, images, class_index=None, window=None, stride=None, fill="m
     A map that is constant (no window changes the logit) is all zeros.
 
     Cost: one forward pass per image and window position, ((H + w - stride) / stride)^2 per square image:
-    361 for 32x32 at the defaults. docs/saliency.md measures the defaults against other windows, strides,
-    kernels and fills (``python -m tools.saliency_eval defaults``).
+    361 for 32x32 at the defaults. docs/saliency.md measures the defaults against other windows, kernels
+    and fills (``python -m tools.saliency_eval defaults``).
     """
     images = check_images(model, images, where="occlusion")
     height, width = images.shape[1:3]

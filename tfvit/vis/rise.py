@@ -61,7 +61,7 @@ def rise(model, images, class_index=None, num_masks=2000, cell=None, keep=0.5, f
         batch_size: masked images per forward pass (inference mode).
 
     Cost: one forward pass per image and mask, ``num_masks`` per image. docs/saliency.md measures the
-    defaults against other cells, keep probabilities, fills, scores and mask counts
+    defaults against the paper's fill and score and against fewer masks
     (``python -m tools.saliency_eval defaults``).
     """
     images = check_images(model, images, where="rise")
