@@ -22,6 +22,7 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.attention import FusedSelfAttention
+from tfvit.layers.local_tiles import default_tile, grid_tiles
 from tfvit.layers.table_lookup import take_rows
 
 
@@ -118,32 +119,17 @@ def _check_qkv(q, k, v, where):
         )
 
 
-def _gathered_attention(q, k, v, keys, bias=None, valid=None):
-    """softmax over the gathered keys: q (B, h, N, d), keys (N, K) int -> out (B, h, N, d), weights (B, h, N, K).
-
-    Logits in the inputs' dtype (fast under mixed precision), softmax in float32 like ``exact_attention``.
-    """
-    scale = q.shape[-1] ** -0.5
-    k_near = ops.take(k, keys, axis=2)  # (B, h, N, K, d): the O(N K d) part, no N x N anywhere
-    v_near = ops.take(v, keys, axis=2)
-    logits = ops.einsum("bhnd,bhnkd->bhnk", q * ops.cast(scale, q.dtype), k_near)
-    logits = ops.cast(logits, "float32")
-    if bias is not None:
-        logits = logits + bias
-    if valid is not None:
-        # Padded slots (clipped duplicates of a real key) get exactly zero weight; every row keeps at
-        # least the query itself, so no row is all -inf.
-        logits = ops.where(valid, logits, float("-inf"))
+def _masked_softmax(logits, additive):
+    """softmax in float32 of logits (any dtype) plus an additive float32 term (0, a bias, or -inf)."""
+    logits = ops.cast(logits, "float32") + additive
     if logits.shape[-1] == 1:
-        weights = ops.ones_like(logits)  # kernel_size 1 / window 1: each token attends to itself alone
-    else:
-        weights = ops.softmax(logits, axis=-1)
-    out = ops.einsum("bhnk,bhnkd->bhnd", ops.cast(weights, v.dtype), v_near)
-    return out, weights
+        return ops.ones_like(logits)  # kernel_size 1 / window 1: each token attends to itself alone
+    return ops.softmax(logits, axis=-1)
 
 
-def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None, return_weights=False):
-    """2D (dilated) neighborhood attention, NATTEN's definition, without forming an N x N matrix.
+def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None, return_weights=False,
+                              tile=None):
+    """2D (dilated) neighborhood attention, NATTEN's definition, blocked into query tiles.
 
     Hassani et al. 2023 (NAT) and Hassani & Shi 2022 (DiNAT). q, k, v: (batch, heads, N, head_dim) for
     the tokens of a row-major ``grid`` = (H, W), N = H * W. Query (i, j) attends to the k x k keys
@@ -156,6 +142,11 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
     ``get_window_start``. out = softmax(q K^T / sqrt(head_dim) + bias) V over those k^2 keys, softmax in
     float32.
 
+    Computed in tiles (``tfvit.layers.local_tiles``): each tile of tile x tile queries (within one
+    subsequence) takes one (tile^2 x T^2) product with its halo of T = tile + k - 1 keys per axis, masked to
+    each query's window, so the work is O(N T^2 head_dim) in a few large matrix products, the scores are
+    O(N T^2) per head and K, V are copied once per halo, O(N (T / tile)^2 head_dim), instead of k^2 times.
+
     Args:
         grid: (H, W) or an int for a square grid.
         kernel_size: odd k >= 1; ``kernel_size * dilation <= min(H, W)`` (NATTEN's constraint).
@@ -164,9 +155,9 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
             ``rpb``. A key at offset (dr, dc) from its query adds ``bias[h, dr/d + k-1, dc/d + k-1]``
             (offsets are multiples of d, so the division is exact).
         return_weights: also return the float32 weights (batch, heads, N, k*k), slot (a, b) at a*k + b.
+        tile: the query tile side; None takes ``local_tiles.default_tile``. Any tile gives the same result.
 
     Returns the (batch, heads, N, head_dim) output in the dtype of v (and the weights if asked).
-    Memory O(N k^2 head_dim).
     """
     grid = check.as_pair("grid", grid)
     kernel_size = _kernel_size(kernel_size)
@@ -179,10 +170,13 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
             f"neighborhood_attention_2d: grid {grid} holds {grid[0] * grid[1]} tokens, but q has {tokens} "
             f"(shape {tuple(q.shape)}); expected tokens = H * W in row-major order."
         )
-    keys, bias_index = neighborhood_indices(grid, kernel_size, dilation)
-    gathered_bias = None
+    tile = default_tile(grid, kernel_size) if tile is None else check.positive_int("tile", tile)
+    plan = grid_tiles(grid, kernel_size, dilation, tile)
+    tiles, tile_queries, halo_keys = plan.shape
+    heads, head_dim = q.shape[1], q.shape[3]
+    additive = ops.where(plan.allowed, 0.0, float("-inf"))  # (tiles, tile_queries, halo_keys), a constant
     if bias is not None:
-        heads, side = q.shape[1], 2 * kernel_size - 1
+        side = 2 * kernel_size - 1
         shape = tuple(bias.shape)
         if shape not in ((heads, side, side), (heads, side * side)):
             raise ValueError(
@@ -190,36 +184,90 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
                 f"{(heads, side * side)} for kernel_size={kernel_size}, got {shape}."
             )
         table = ops.transpose(ops.reshape(ops.cast(bias, "float32"), (heads, side * side)))  # ((2k-1)^2, heads)
-        # (heads, N, k^2), broadcasts over the batch; take_rows keeps the table's gradient dense.
-        gathered_bias = ops.transpose(take_rows(table, bias_index), (2, 0, 1))
-    out, weights = _gathered_attention(q, k, v, keys, bias=gathered_bias)
-    return (out, weights) if return_weights else out
+        # (heads, tiles, tile_queries, halo_keys), broadcast over the batch; take_rows keeps the table's
+        # gradient dense.
+        additive = ops.transpose(take_rows(table, plan.bias_index), (3, 0, 1, 2)) + additive
+    batch = ops.shape(q)[0]
+    scale = ops.cast(head_dim ** -0.5, q.dtype)
+    q_tiles = ops.reshape(ops.take(q * scale, plan.queries, axis=2), (batch, heads, tiles, tile_queries, head_dim))
+    k_halo = ops.reshape(ops.take(k, plan.keys, axis=2), (batch, heads, tiles, halo_keys, head_dim))
+    v_halo = ops.reshape(ops.take(v, plan.keys, axis=2), (batch, heads, tiles, halo_keys, head_dim))
+    logits = ops.einsum("bhtqd,bhtkd->bhtqk", q_tiles, k_halo)
+    weights = _masked_softmax(logits, additive)
+    out = ops.einsum("bhtqk,bhtkd->bhtqd", ops.cast(weights, v.dtype), v_halo)
+    out = ops.take(ops.reshape(out, (batch, heads, tiles * tile_queries, head_dim)), plan.home, axis=2)
+    if not return_weights:
+        return out
+    flat = ops.reshape(weights, (batch, heads, tiles * tile_queries * halo_keys))
+    return out, ops.take(flat, plan.window_slots, axis=2)
 
 
-def local_attention_1d(q, k, v, window, return_weights=False):
+def _band_block(window, tokens):
+    """The query block of band attention: window // 2 queries (each block then needs its own keys and a
+    block on either side, 3 * (window // 2) keys, as few as the band needs, window - 1 + block)."""
+    return max(window // 2, 1)
+
+
+def local_attention_1d(q, k, v, window, return_weights=False, block=None):
     """Band (sliding-window) attention on a sequence: token i attends to tokens j with |i - j| <= window // 2.
 
     Parmar et al. 2018 ("Image Transformer", 1D local attention) and Beltagy et al. 2020 (Longformer's
     sliding window). Unlike neighborhood attention the band is *not* clamped: tokens within window // 2 of
     an end see fewer neighbours. q, k, v: (batch, heads, N, head_dim);
         out_i = softmax_{|i-j| <= w//2}(q_i k_j / sqrt(head_dim)) v_j,   softmax in float32.
-    The neighbours are gathered into min(window, 2N - 1) slots with a validity mask (slots past either end
-    get weight 0), so memory is O(N window head_dim). N may be unknown until run time.
+
+    Blocked: the sequence is cut into blocks of ``block`` queries (padded at the end); block b attends to
+    its own keys and c = ceil((w // 2) / block) blocks on either side, (2c + 1) block keys, in one dense
+    product masked to the band (keys before 0 or past N - 1 get weight 0). The shifted key blocks are
+    slices of one padded copy, so N may be unknown until run time. Work and memory are O(N w head_dim).
     ``return_weights`` also returns the float32 (batch, heads, N, slots) weights, slot o holding key
-    i - half + o (0 where that key does not exist).
+    i - half + o (0 where that key does not exist), slots = min(window, 2N - 1).
     """
     window = _window(window)
     _check_qkv(q, k, v, "local_attention_1d")
     half = window // 2
     if q.shape[2] is not None:
         half = min(half, q.shape[2] - 1)  # offsets beyond N - 1 are never valid: no slot for them
+    block = _band_block(2 * half + 1, q.shape[2]) if block is None else check.positive_int("block", block)
+    reach = -(-half // block)  # c: key blocks on either side
+    batch, heads, head_dim = ops.shape(q)[0], q.shape[1], q.shape[3]
     tokens = ops.shape(q)[2]
-    offsets = np.arange(-half, half + 1, dtype=np.int32)
-    keys = ops.expand_dims(ops.arange(tokens, dtype="int32"), 1) + offsets[None, :]
-    valid = ops.logical_and(keys >= 0, keys < tokens)
-    keys = ops.clip(keys, 0, tokens - 1)
-    out, weights = _gathered_attention(q, k, v, keys, valid=valid)
-    return (out, weights) if return_weights else out
+    blocks = (tokens + block - 1) // block
+    padded = blocks * block
+
+    def pad(x, before, after):
+        return ops.pad(x, [[0, 0], [0, 0], [before, after], [0, 0]])
+
+    scale = ops.cast(head_dim ** -0.5, q.dtype)
+    q_blocks = ops.reshape(pad(q * scale, 0, padded - tokens), (batch, heads, blocks, block, head_dim))
+
+    def halo(x):  # (B, h, blocks, (2c + 1) block, d): block b's keys b - c .. b + c
+        x = ops.reshape(pad(x, reach * block, padded - tokens + reach * block),
+                        (batch, heads, blocks + 2 * reach, block, head_dim))
+        return ops.concatenate([x[:, :, shift:shift + blocks] for shift in range(2 * reach + 1)], axis=3)
+
+    k_halo, v_halo = halo(k), halo(v)
+    # Query i = b * block + a, key j = (b - c) * block + m: in the band iff |a - m + c * block| <= half.
+    a = np.arange(block)[:, None]
+    m = np.arange((2 * reach + 1) * block)[None, :]
+    in_band = np.abs(a - m + reach * block) <= half  # (block, keys), the same for every block
+    first = ops.arange(blocks, dtype="int32")[:, None, None] * block
+    key = first + (m - reach * block)[None]
+    query = first + a[None]
+    # Padded queries (past N - 1) may see every slot: their rows are dropped, but must not be all -inf.
+    allowed = ops.logical_or(ops.logical_and(in_band[None], ops.logical_and(key >= 0, key < tokens)),
+                             query >= tokens)
+    additive = ops.where(allowed, 0.0, float("-inf"))  # (blocks, block, keys)
+    logits = ops.einsum("bhnqd,bhnkd->bhnqk", q_blocks, k_halo)
+    weights = _masked_softmax(logits, additive)
+    out = ops.einsum("bhnqk,bhnkd->bhnqd", ops.cast(weights, v.dtype), v_halo)
+    out = ops.reshape(out, (batch, heads, padded, head_dim))[:, :, :tokens]
+    if not return_weights:
+        return out
+    # Slot o of query a is key slot a + c * block - half + o of its block.
+    slots = np.arange(block)[:, None] + reach * block - half + np.arange(2 * half + 1)[None, :]
+    banded = ops.take_along_axis(weights, np.broadcast_to(slots, (1, 1, 1) + slots.shape), axis=-1)
+    return out, ops.reshape(banded, (batch, heads, padded, 2 * half + 1))[:, :, :tokens]
 
 
 # ----------------------------------------------------------------------------------------------------------
