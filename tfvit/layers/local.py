@@ -9,8 +9,11 @@ keeps a full k x k window, shifted inward, rather than a smaller one. Dilated ne
 is split into d interleaved subsequences (positions with the same residue mod d) and the window is taken
 and clamped within the query's own subsequence.
 
-Both are computed by gathering each query's neighbours with a static index tensor, so memory is
-O(N k^2 d) and no N x N matrix is ever formed.
+Both are computed in tiles (blocks) of queries, each against the smallest block of keys that holds all of
+their windows, with dense matrix products and a mask: the work is O(N T^2 d) for a halo of T = t + k - 1
+keys per axis, the scores O(N T^2) per head, and no N x N matrix, nor a copy of K and V per query, is ever
+formed (``tfvit.layers.local_tiles`` plans the 2D tiles, ``python -m tools.local_tile_bench`` measures
+the tile sizes, ``python -m tools.attention_bench`` the layers against global attention).
 """
 
 import functools
@@ -23,6 +26,7 @@ from keras import ops
 from tfvit import _validation as check
 from tfvit.layers.attention import FusedSelfAttention
 from tfvit.layers.local_tiles import default_tile, grid_tiles
+from tfvit.layers.static_gather import take_static
 from tfvit.layers.table_lookup import take_rows
 
 
@@ -189,13 +193,17 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
         additive = ops.transpose(take_rows(table, plan.bias_index), (3, 0, 1, 2)) + additive
     batch = ops.shape(q)[0]
     scale = ops.cast(head_dim ** -0.5, q.dtype)
-    q_tiles = ops.reshape(ops.take(q * scale, plan.queries, axis=2), (batch, heads, tiles, tile_queries, head_dim))
-    k_halo = ops.reshape(ops.take(k, plan.keys, axis=2), (batch, heads, tiles, halo_keys, head_dim))
-    v_halo = ops.reshape(ops.take(v, plan.keys, axis=2), (batch, heads, tiles, halo_keys, head_dim))
+    # Dropped query slots and masked key slots get exactly zero gradient: take_static skips them.
+    q_tiles = take_static(q * scale, plan.queries, axis=2, live=plan.query_live)
+    q_tiles = ops.reshape(q_tiles, (batch, heads, tiles, tile_queries, head_dim))
+    k_halo = ops.reshape(take_static(k, plan.keys, axis=2, live=plan.key_live),
+                         (batch, heads, tiles, halo_keys, head_dim))
+    v_halo = ops.reshape(take_static(v, plan.keys, axis=2, live=plan.key_live),
+                         (batch, heads, tiles, halo_keys, head_dim))
     logits = ops.einsum("bhtqd,bhtkd->bhtqk", q_tiles, k_halo)
     weights = _masked_softmax(logits, additive)
     out = ops.einsum("bhtqk,bhtkd->bhtqd", ops.cast(weights, v.dtype), v_halo)
-    out = ops.take(ops.reshape(out, (batch, heads, tiles * tile_queries, head_dim)), plan.home, axis=2)
+    out = take_static(ops.reshape(out, (batch, heads, tiles * tile_queries, head_dim)), plan.home, axis=2)
     if not return_weights:
         return out
     flat = ops.reshape(weights, (batch, heads, tiles * tile_queries * halo_keys))
@@ -244,7 +252,10 @@ def local_attention_1d(q, k, v, window, return_weights=False, block=None):
     def halo(x):  # (B, h, blocks, (2c + 1) block, d): block b's keys b - c .. b + c
         x = ops.reshape(pad(x, reach * block, padded - tokens + reach * block),
                         (batch, heads, blocks + 2 * reach, block, head_dim))
-        return ops.concatenate([x[:, :, shift:shift + blocks] for shift in range(2 * reach + 1)], axis=3)
+        # ops.slice, not x[:, :, a:b]: TensorFlow's gradient of a slice is one Pad, of a strided slice a
+        # generic scatter that dominated the backward pass.
+        return ops.concatenate([ops.slice(x, (0, 0, shift, 0, 0), (batch, heads, blocks, block, head_dim))
+                                for shift in range(2 * reach + 1)], axis=3)
 
     k_halo, v_halo = halo(k), halo(v)
     # Query i = b * block + a, key j = (b - c) * block + m: in the band iff |a - m + c * block| <= half.
@@ -261,13 +272,14 @@ def local_attention_1d(q, k, v, window, return_weights=False, block=None):
     logits = ops.einsum("bhnqd,bhnkd->bhnqk", q_blocks, k_halo)
     weights = _masked_softmax(logits, additive)
     out = ops.einsum("bhnqk,bhnkd->bhnqd", ops.cast(weights, v.dtype), v_halo)
-    out = ops.reshape(out, (batch, heads, padded, head_dim))[:, :, :tokens]
+    out = ops.slice(ops.reshape(out, (batch, heads, padded, head_dim)), (0, 0, 0, 0), (batch, heads, tokens, head_dim))
     if not return_weights:
         return out
     # Slot o of query a is key slot a + c * block - half + o of its block.
     slots = np.arange(block)[:, None] + reach * block - half + np.arange(2 * half + 1)[None, :]
     banded = ops.take_along_axis(weights, np.broadcast_to(slots, (1, 1, 1) + slots.shape), axis=-1)
-    return out, ops.reshape(banded, (batch, heads, padded, 2 * half + 1))[:, :, :tokens]
+    banded = ops.reshape(banded, (batch, heads, padded, 2 * half + 1))
+    return out, ops.slice(banded, (0, 0, 0, 0), (batch, heads, tokens, 2 * half + 1))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -280,8 +292,8 @@ class NeighborhoodAttention2D(FusedSelfAttention):
 
     Hassani et al. 2023 (NAT), Hassani & Shi 2022 (DiNAT); see ``neighborhood_attention_2d`` for the
     clamped, dilated window. Input (B, N, D) with N = H * W: a drop-in for MultiHeadSelfAttention in
-    ``TransformerBlock`` at cost O(N k^2 D) instead of O(N^2 D). No class token: every token must be a grid
-    cell.
+    ``TransformerBlock`` at cost O(N (t + k - 1)^2 D) for query tiles of t x t (``default_tile``), instead
+    of O(N^2 D). No class token: every token must be a grid cell.
 
     Args:
         num_heads: heads; must divide D.
@@ -353,8 +365,9 @@ class LocalAttention1D(FusedSelfAttention):
     """Multi-head band attention on the token sequence: token i attends to |i - j| <= window // 2.
 
     See ``local_attention_1d`` (Parmar et al. 2018; Beltagy et al. 2020). Input (B, N, D), N may be
-    unknown until run time; cost O(N window D). On image tokens in row-major order the band reaches
-    window // 2 tokens along the row and wraps into the neighbouring rows, unlike NeighborhoodAttention2D.
+    unknown until run time; cost O(N window D) (blocks of window // 2 queries, each against three such
+    blocks of keys). On image tokens in row-major order the band reaches window // 2 tokens along the row
+    and wraps into the neighbouring rows, unlike NeighborhoodAttention2D.
     """
 
     def __init__(self, num_heads, window, qkv_bias=True, projection_dropout=0.0, **kwargs):

@@ -9,9 +9,13 @@ m_r = ceil((L - r) / d) members; a query at subsequence index u has the clamped 
     s(u) .. s(u) + k - 1,   s(u) = clamp(u - k // 2, 0, m_r - k).
 s is non-decreasing and s(u + 1) - s(u) <= 1, so the windows of a run of t consecutive queries
 u0 .. u0 + t - 1 lie inside s(u0) .. s(u0) + t + k - 2: a halo of T = t + k - 1 keys. Every halo has the
-same length T (capped at the longest subsequence), starting at clamp(s(u0), 0, m_r - T); tiles never
-cross subsequences, a last short tile repeats its last query, and halo slots past the subsequence's end
-repeat its last key. Both repetitions are masked out or dropped, so the result is exact.
+same length T (capped at the longest subsequence), starting at s(u0); tiles never cross subsequences, a
+last short tile repeats its last query, and halo slots past the subsequence's end repeat its last key.
+Both repetitions are masked out or dropped, so the result is exact, and their gradients are exactly zero,
+as are those of halo keys no query of the tile attends to: ``query_live`` and ``key_live`` mark the
+slots that carry gradient, so that the gathers' gradients (``static_gather``) read each key once per
+tile that attends to it (about ceil(T / t) tiles per axis; more near the ends, where clamped windows
+pile up).
 
 A 2D tile is a pair of axis tiles: its queries and halo are products of the axes' ones, and its mask and
 relative offsets are the outer combinations of the axes' (windows are products of axis windows).
@@ -55,7 +59,7 @@ def axis_tiles(length, kernel_size, dilation, tile):
         start = np.clip(np.arange(members) - k // 2, 0, members - k)
         for first in range(0, members, size):
             query_slots = np.minimum(first + np.arange(size), members - 1)
-            halo_start = max(0, min(start[first], members - halo))
+            halo_start = start[first]
             key_slots = halo_start + np.arange(halo)
             real_keys = key_slots < members
             key_slots = np.minimum(key_slots, members - 1)
@@ -78,6 +82,8 @@ class GridTiles(NamedTuple):
     bias_index: np.ndarray  # (tiles, tile_queries, halo_keys) row of the ((2k-1)^2) relative position table
     home: np.ndarray      # (H * W,) flat query slot where each token is computed
     window_slots: np.ndarray  # (H * W, k * k) flat (slot, halo key) of each token's neighbour a*k + b
+    query_live: np.ndarray  # (tiles * tile_queries,) bool: the slot is its token's home (else dropped)
+    key_live: np.ndarray    # (tiles * halo_keys,) bool: some query of the tile attends to the slot
 
     @property
     def shape(self):
@@ -108,7 +114,10 @@ def grid_tiles(grid, kernel_size, dilation, tile):
     slot_of = row_slot[:, None] * cols.size + col_slot[None, :]
     home = (tile_of * rows.size * cols.size + slot_of).reshape(-1)
     window_slots = _window_slots(rows, cols, k, home)
-    arrays = [queries, keys, allowed, bias_index, home, window_slots]
+    query_live = np.zeros(len(queries), bool)
+    query_live[home] = True
+    key_live = allowed.any(axis=1).reshape(-1)
+    arrays = [queries, keys, allowed, bias_index, home, window_slots, query_live, key_live]
     arrays = [a.astype(bool if a.dtype == bool else np.int32) for a in arrays]
     for a in arrays:
         a.flags.writeable = False
@@ -130,5 +139,10 @@ def _window_slots(rows, cols, k, home):
 
 
 def default_tile(grid, kernel_size):
-    """The query tile side chosen by ``python -m tools.local_tile_bench`` (see docs/attention.md)."""
+    """The query tile side: 8 for every grid and kernel (a grid smaller than the tile is one tile).
+
+    Chosen with ``python -m tools.local_tile_bench`` (table in docs/attention.md): of the sizes measured on
+    grids of 8 to 64 with k = 3, 5, 7, 8 is the one whose worst row is closest to that row's fastest
+    size. Smaller tiles waste fewer masked scores but multiply small matrix products; larger ones the
+    reverse."""
     return 8
