@@ -3,10 +3,13 @@
 Layers: global (MultiHeadSelfAttention), Performer softmax with m = 64 and 256 random features,
 Performer ReLU (m = 64), 2D neighbourhood attention (k = 7) and 1D local attention (window 49,
 the same number of keys as 7x7), each on N = 64, 256, 1024, 4096 tokens (square grids), 4 heads of
-64 channels. Every (layer, N) runs in its own child process, interleaved round by round; the table
-gives medians, and the crossover N from which Performer is faster than global attention.
+64 channels, and the linear-cost layers (all but global) also on ``--long-tokens`` (9216 = 96^2, 16384; 16384
+tokens of global attention would need about 17 GB per score tensor). Every (layer, N) runs in its own
+child process, interleaved round by round; the table gives medians, and for each layer the crossover N
+from which it is faster than global attention (at every measured N from there on), and its speed and
+memory ratios at the largest N both ran.
 
-    python -m tools.attention_bench [--batch 4] [--rounds 2] [--tokens 64 256 1024 4096]
+    python -m tools.attention_bench [--batch 4] [--rounds 2] [--tokens 64 256 1024 4096] [--long-tokens 9216 16384]
 
 Memory is the child's peak resident set size during the timed steps minus its size before the
 first step (``tfvit.training.memory``: Linux's exact high-water mark where it can be reset, else
@@ -65,6 +68,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--tokens", type=int, nargs="+", default=[64, 256, 1024, 4096])
+    parser.add_argument("--long-tokens", type=int, nargs="*", default=[9216, 16384],
+                        help="sizes for the linear-cost layers only (not global)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
@@ -78,28 +83,42 @@ def main():
         args.tokens = args.tokens[0]
         return child(args)
 
+    def sizes(layer):
+        return args.tokens + ([] if layer == "global" else [n for n in args.long_tokens if n not in args.tokens])
+
+    all_sizes = sorted({n for layer in args.layers for n in sizes(layer)})
     commands = [((layer, n), module_command("tools.attention_bench", "--child", "--layer", layer, "--tokens", n,
                                             "--batch", args.batch, "--heads", args.heads, "--steps", args.steps,
                                             "--warmup", args.warmup, *(["--jit"] if args.jit else [])))
-                for n in args.tokens for layer in args.layers]
+                for n in all_sizes for layer in args.layers if n in sizes(layer)]
     results = interleaved(commands, args.rounds)
     print(f"\nOne attention layer, forward + backward, batch {args.batch}, {args.heads} heads x 64 channels, "
           f"jit_compile={args.jit}, medians of {args.rounds} interleaved rounds\n")
-    print("| layer | " + " | ".join(f"N={n} ms | N={n} MB" for n in args.tokens) + " |")
-    print("|---|" + "---|---|" * len(args.tokens))
+    print("| layer | " + " | ".join(f"N={n} ms | N={n} MB" for n in all_sizes) + " |")
+    print("|---|" + "---|---|" * len(all_sizes))
     for layer in args.layers:
-        cells = [f"{median(results[layer, n], 'ms'):.1f} | {median(results[layer, n], 'mb'):.0f}" for n in args.tokens]
+        cells = [f"{median(results[layer, n], 'ms'):.1f} | {median(results[layer, n], 'mb'):.0f}"
+                 if (layer, n) in results else "- | -" for n in all_sizes]
         print(f"| {layer} | " + " | ".join(cells) + " |")
     if "global" in args.layers:
         print()
-        for layer in (l for l in args.layers if l.startswith("performer")):
-            faster = [n for n in args.tokens if median(results[layer, n], "ms") < median(results["global", n], "ms")]
-            crossover = min(faster) if faster else None
-            n = max(args.tokens)
-            speed = median(results["global", n], "ms") / median(results[layer, n], "ms")
-            memory = median(results["global", n], "mb") / max(median(results[layer, n], "mb"), 1e-9)
-            print(f"{layer}: faster than global from N={crossover}; at N={n}: {speed:.1f}x faster, "
-                  f"{memory:.1f}x less memory")
+        for layer in (l for l in args.layers if l != "global"):
+            print(crossover_line(layer, results, args.tokens))
+
+
+def crossover_line(layer, results, shared_sizes):
+    """The smallest measured N from which ``layer`` is faster than global at every measured N, and its
+    speed-up and memory ratio at the largest N both ran."""
+    def ms(name, n):
+        return median(results[name, n], "ms")
+
+    faster = [ms(layer, n) < ms("global", n) for n in shared_sizes]
+    crossover = next((n for i, n in enumerate(shared_sizes) if all(faster[i:])), None)
+    n = max(shared_sizes)
+    speed = ms("global", n) / ms(layer, n)
+    memory = median(results["global", n], "mb") / max(median(results[layer, n], "mb"), 1e-9)
+    where = f"from N={crossover}" if crossover is not None else f"at no N up to {n}"
+    return f"{layer}: faster than global {where}; at N={n}: {speed:.1f}x faster, {memory:.1f}x less memory"
 
 
 if __name__ == "__main__":

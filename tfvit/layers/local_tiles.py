@@ -138,11 +138,21 @@ def _window_slots(rows, cols, k, home):
     return home[:, None] * halo + key
 
 
-def default_tile(grid, kernel_size):
-    """The query tile side: 8 for every grid and kernel (a grid smaller than the tile is one tile).
+TILE = 8
+WHOLE_GRID_BELOW = 1.5
 
-    Chosen with ``python -m tools.local_tile_bench`` (table in docs/attention.md): of the sizes measured on
-    grids of 8 to 64 with k = 3, 5, 7, 8 is the one whose worst row is closest to that row's fastest
-    size. Smaller tiles waste fewer masked scores but multiply small matrix products; larger ones the
-    reverse."""
-    return 8
+
+def default_tile(grid, kernel_size):
+    """The query tile side: ``TILE`` = 8, or the whole grid (one tile, no gathers: masked dense attention)
+    where tiles of 8 would save less than ``WHOLE_GRID_BELOW`` = 1.5x of its products, i.e. where
+    H W / (T_H T_W) < 1.5 for the halo T = min(L, 8 + k - 1) along each axis of length L.
+
+    Chosen with ``python -m tools.local_tile_bench`` (table in docs/attention.md): of the fixed sizes
+    measured on grids of 8 to 64 with k = 3, 5, 7, 8 has the smallest worst ratio to each row's fastest
+    size, and the whole grid was fastest only where the halo nearly covers it. Smaller tiles waste fewer
+    masked scores but multiply small matrix products and gathers; larger ones the reverse."""
+    height, width = grid
+    halo = min(height, TILE + kernel_size - 1) * min(width, TILE + kernel_size - 1)
+    if height * width < WHOLE_GRID_BELOW * halo:
+        return max(height, width)
+    return TILE

@@ -41,15 +41,17 @@ def take_static(x, index, axis, live=None):
     must be exactly zero (a masked key, a query whose output is dropped). They are not read back, which
     keeps M, the reads per token, small. Passing it for a position with a nonzero gradient is a bug."""
     index = np.asarray(index, dtype=np.int32).reshape(-1)
+    length = x.shape[axis]
+    if length is None:
+        raise ValueError(f"take_static needs a static length along axis {axis}, got shape {tuple(x.shape)}.")
+    if np.array_equal(index, np.arange(length)):
+        return x  # e.g. one tile covering the grid in order: nothing to gather
     if keras.backend.backend() != "tensorflow":
         return ops.take(x, index, axis=axis)
     import tensorflow as tf
 
     x = tf.convert_to_tensor(x)
     axis = axis % len(x.shape)
-    length = x.shape[axis]
-    if length is None:
-        raise ValueError(f"take_static needs a static length along axis {axis}, got shape {tuple(x.shape)}.")
     inverse = inverse_index(index, length, live)
     reads = inverse.shape[1]
 
@@ -58,13 +60,15 @@ def take_static(x, index, axis, live=None):
         def gradient(upstream):
             padding = [[0, 0]] * len(values.shape)
             padding[axis] = [0, 1]
-            picked = tf.gather(tf.pad(upstream, padding), inverse.reshape(-1), axis=axis)
+            padded = tf.pad(upstream, padding)
             if reads == 1:
-                return picked
-            shape = tf.concat([tf.shape(picked)[:axis], [length, reads], tf.shape(picked)[axis + 1:]], axis=0)
-            # float32: a bfloat16 sum of M terms would round M - 1 times.
-            summed = tf.reduce_sum(tf.reshape(tf.cast(picked, tf.float32), shape), axis=axis + 1)
-            return tf.cast(summed, upstream.dtype)
+                return tf.gather(padded, inverse[:, 0], axis=axis)
+            # One read at a time, accumulated: no (length, M) intermediate. float32: a bfloat16 sum of
+            # M terms would round M - 1 times.
+            total = tf.cast(tf.gather(padded, inverse[:, 0], axis=axis), tf.float32)
+            for read in range(1, reads):
+                total += tf.cast(tf.gather(padded, inverse[:, read], axis=axis), tf.float32)
+            return tf.cast(total, upstream.dtype)
 
         return tf.gather(values, index, axis=axis), gradient
 
