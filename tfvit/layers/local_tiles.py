@@ -147,7 +147,7 @@ def default_tile(grid, kernel_size):
     where tiles of 8 would save less than ``WHOLE_GRID_BELOW`` = 1.5x of its products, i.e. where
     H W / (T_H T_W) < 1.5 for the halo T = min(L, 8 + k - 1) along each axis of length L.
 
-    Chosen with ``python -m tools.local_tile_bench`` (table in docs/attention.md): of the fixed sizes
+    Chosen with ``python -m tools.local_tile_bench`` (its table: docs/performance.md, "Choosing the tile"): of the fixed sizes
     measured on grids of 8 to 64 with k = 3, 5, 7, 8 has the smallest worst ratio to each row's fastest
     size, and the whole grid was fastest only where the halo nearly covers it. Smaller tiles waste fewer
     masked scores but multiply small matrix products and gathers; larger ones the reverse."""
