@@ -47,7 +47,7 @@ def child(args):
         half = window // 2
         candidates = sorted({max(1, b) for b in (half // 2, half, 2 * half, 4 * half)})
         bias = None
-        chosen = local._band_block(window, tokens)
+        chosen = local._band_block(window)
 
         def attend(q, kk, v, block):
             return local.local_attention_1d(q, kk, v, window, block=block)

@@ -16,7 +16,6 @@ formed (``tfvit.layers.local_tiles`` plans the 2D tiles, ``python -m tools.local
 the tile sizes, ``python -m tools.attention_bench`` the layers against global attention).
 """
 
-import functools
 import numbers
 
 import keras
@@ -59,37 +58,6 @@ def _check_grid_fits(grid, kernel_size, dilation):
         )
 
 
-def _axis_neighbours(length, kernel_size, dilation):
-    """Neighbours of every position of one axis: (positions (L, k), offsets (L, k)), both int32.
-
-    Position i has residue r = i mod d and index t = i // d in its subsequence r, r + d, r + 2d, ...,
-    which holds m_r = ceil((L - r) / d) positions. Its window in the subsequence starts at
-        s = clamp(t - k // 2, 0, m_r - k)
-    and holds subsequence indices s .. s + k - 1, i.e. grid positions r + (s + a) d for a = 0 .. k-1.
-    The offset of neighbour a from the query, in units of d, is s + a - t, in [-(k-1), k-1].
-    """
-    i = np.arange(length)
-    residue, t = i % dilation, i // dilation
-    count = (length - residue + dilation - 1) // dilation  # m_r, >= k by _check_grid_fits
-    start = np.clip(t - kernel_size // 2, 0, count - kernel_size)
-    slot = start[:, None] + np.arange(kernel_size)[None, :]
-    positions = residue[:, None] + slot * dilation
-    return positions.astype(np.int32), (slot - t[:, None]).astype(np.int32)
-
-
-@functools.lru_cache(maxsize=64)
-def _neighborhood_indices_cached(grid, kernel_size, dilation):
-    (height, width), k = grid, kernel_size
-    rows, row_offsets = _axis_neighbours(height, k, dilation)
-    cols, col_offsets = _axis_neighbours(width, k, dilation)
-    # Query (i, j), slot (a, b): key (rows[i, a], cols[j, b]), both flattened row-major.
-    keys = rows[:, None, :, None] * width + cols[None, :, None, :]
-    bias = (row_offsets[:, None, :, None] + k - 1) * (2 * k - 1) + (col_offsets[None, :, None, :] + k - 1)
-    keys, bias = keys.reshape(height * width, k * k), bias.reshape(height * width, k * k)
-    keys.flags.writeable = bias.flags.writeable = False  # shared through the cache
-    return keys, bias
-
-
 def neighborhood_indices(grid, kernel_size, dilation=1):
     """Static gather indices of 2D (dilated) neighborhood attention on a row-major (H, W) grid.
 
@@ -98,12 +66,20 @@ def neighborhood_indices(grid, kernel_size, dilation=1):
     ``neighborhood_attention_2d`` for s). ``bias[n, a*k + b]`` is the row of the flattened
     ((2k-1)^2) relative position table for that pair,
         (dr / d + k - 1) * (2k - 1) + (dc / d + k - 1),   (dr, dc) = key position - query position.
+
+    Read from the tile plan that ``neighborhood_attention_2d`` computes with (its ``window_slots`` into
+    the halos), so these are the windows and bias rows the attention really uses.
     """
     grid = check.as_pair("grid", grid)
     kernel_size = _kernel_size(kernel_size)
     dilation = check.positive_int("dilation", dilation)
     _check_grid_fits(grid, kernel_size, dilation)
-    return _neighborhood_indices_cached(grid, kernel_size, dilation)
+    plan = grid_tiles(grid, kernel_size, dilation, default_tile(grid, kernel_size))
+    tiles, tile_queries, halo_keys = plan.shape
+    tile, key = plan.window_slots // (tile_queries * halo_keys), plan.window_slots % halo_keys
+    keys = plan.keys.reshape(tiles, halo_keys)[tile, key]
+    bias = plan.bias_index.reshape(-1)[plan.window_slots]
+    return keys.astype(np.int32), bias.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -210,7 +186,7 @@ def neighborhood_attention_2d(q, k, v, grid, kernel_size, dilation=1, bias=None,
     return out, ops.take(flat, plan.window_slots, axis=2)
 
 
-def _band_block(window, tokens):
+def _band_block(window):
     """The query block of band attention: window // 2 queries (each block then needs its own keys and a
     block on either side, 3 * (window // 2) keys, as few as the band needs, window - 1 + block)."""
     return max(window // 2, 1)
@@ -236,7 +212,7 @@ def local_attention_1d(q, k, v, window, return_weights=False, block=None):
     half = window // 2
     if q.shape[2] is not None:
         half = min(half, q.shape[2] - 1)  # offsets beyond N - 1 are never valid: no slot for them
-    block = _band_block(2 * half + 1, q.shape[2]) if block is None else check.positive_int("block", block)
+    block = _band_block(2 * half + 1) if block is None else check.positive_int("block", block)
     reach = -(-half // block)  # c: key blocks on either side
     batch, heads, head_dim = ops.shape(q)[0], q.shape[1], q.shape[3]
     tokens = ops.shape(q)[2]
