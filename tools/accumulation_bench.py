@@ -7,6 +7,10 @@ that configuration's alone) and the configurations are interleaved round by roun
 so that a noisy machine slows them alike; the table reports medians over rounds.
 
     python -m tools.accumulation_bench [--model swin_cifar_patch2_window4_32] [--batch 256] [--rounds 3]
+    python -m tools.accumulation_bench --precision float32 --jit xla    # the configuration of the first table
+
+``--precision`` and ``--jit`` default to this machine's training defaults
+(``tfvit.training.training_defaults()``: mixed_bfloat16 without XLA on a CPU with bfloat16 units).
 
 Peak memory is the peak resident set size of the child during the timed steps
 (``tfvit.training.memory``: Linux's exact high-water mark where it can be reset, else psutil
@@ -31,9 +35,10 @@ def child(args):
     import tensorflow as tf
 
     import tfvit
-    from tfvit.training import GradientAccumulationModel
+    from tfvit.training import GradientAccumulationModel, set_precision
     from tfvit.training.memory import PeakResidentMemory, resident_mb
 
+    set_precision(args.precision)
     keras.utils.set_random_seed(0)
     model = tfvit.create_model(args.model, num_classes=10)
     rng = np.random.default_rng(0)
@@ -69,10 +74,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="timed effective-batch steps per measurement")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--no-jit", dest="jit", action="store_false", help="without XLA (default: jit_compile=True)")
+    parser.add_argument("--precision", default="auto", help="a Keras dtype policy, or auto (the device default)")
+    parser.add_argument("--jit", choices=("auto", "xla", "no-xla"), default="auto",
+                        help="whole-step XLA (jit_compile) or not; auto: the device default")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="tfvit", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from tfvit.training.device_defaults import resolve
+
+    args.precision, args.jit = resolve(args.precision, None if args.jit == "auto" else args.jit == "xla")
     if args.child:
         args.accum = args.accum[0]
         return child(args)
@@ -80,12 +90,14 @@ def main():
     configs = [("tfvit", n) for n in args.accum] + ([("keras", args.keras_accum)] if args.keras_accum else [])
     commands = [((mode, accum), module_command("tools.accumulation_bench", "--child", "--mode", mode, "--accum", accum,
                                                "--model", args.model, "--batch", args.batch, "--steps", args.steps,
-                                               "--warmup", args.warmup, *([] if args.jit else ["--no-jit"])))
+                                               "--warmup", args.warmup, "--precision", args.precision,
+                                               "--jit", "xla" if args.jit else "no-xla"))
                 for mode, accum in configs]
     results = interleaved(commands, args.rounds)
     median = lambda key, c: measure_median(results[c], key)
     reference = ("tfvit", 1) if ("tfvit", 1) in results else configs[0]
-    print(f"\n{args.model}, effective batch {args.batch}, jit_compile={args.jit}, {args.rounds} interleaved rounds "
+    print(f"\n{args.model}, effective batch {args.batch}, {args.precision}, jit_compile={args.jit}, {args.rounds} "
+          f"interleaved rounds "
           f"(medians)\n")
     print("| implementation | accum | micro-batch | s/step | vs accum 1 | peak RSS MB | training MB | vs accum 1 |")
     print("|---|---|---|---|---|---|---|---|")

@@ -66,6 +66,13 @@ class Dense(keras.layers.Dense):
         if self.lora_rank:
             self.lora_alpha = lora_alpha
 
+    def bias_is_separable(self):
+        """Whether ``call`` is the product ``inputs @ kernel`` and then the bias, nothing else (a bias, no
+        activation, LoRA or quantization): a caller may then add the bias itself, fused with what follows
+        (``tfvit.layers.mlp``'s bias + GELU)."""
+        return (self.bias is not None and not self.quantization_mode and not self.lora_enabled
+                and self.activation in (None, keras.activations.linear))
+
     def call(self, inputs, training=None):
         if self.bias is None or self.quantization_mode or not float32_summed_bias_gradient_applies(
                 self.compute_dtype):

@@ -5,11 +5,13 @@ Vaswani et al. 2017 section 3.3; Dosovitskiy et al. 2021 eq. 3.
 """
 
 import keras
+from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.bias import Dense
 from tfvit.layers.dropout import Dropout
 from tfvit.layers.gelu import gelu
+from tfvit.layers.xla_cluster import cluster_enabled
 
 
 def _activation(name):
@@ -50,7 +52,13 @@ class MLP(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        x = self.drop1(self._act(self.fc1(x)), training=training)
+        if self.activation == "gelu" and cluster_enabled("gelu") and self.fc1.bias_is_separable():
+            # fc1's bias added in the GELU's cluster: one fused pass instead of BiasAdd, then GELU
+            dtype = self.fc1.compute_dtype
+            hidden = gelu(ops.matmul(x, ops.cast(self.fc1.kernel, dtype)), ops.cast(self.fc1.bias, dtype))
+        else:
+            hidden = self._act(self.fc1(x))
+        x = self.drop1(hidden, training=training)
         return self.drop2(self.fc2(x), training=training)
 
     def compute_output_shape(self, input_shape):

@@ -1,0 +1,80 @@
+"""Element-wise work compiled by XLA inside a TensorFlow step that is not compiled as a whole.
+
+On the CPU, TensorFlow without XLA runs every element-wise op (a cast, a multiply, an erf) as its
+own kernel, one pass over memory each, and its bfloat16 element-wise kernels are slow; whole-step XLA
+fuses them but runs bfloat16 matrix products at about half of oneDNN's rate. A
+``tf.function(jit_compile=True)`` called inside a step that is not compiled is one XLA cluster, one
+fused loop, while the matrix products around it stay on oneDNN's kernels. ``xla_cluster(name)``
+marks a function of tensors as such a cluster. Where it pays is measured, not assumed: chains of
+element-wise work with no reduction gain, while XLA's CPU code for sums along rows (LayerNorm's
+moments, the softmax) and across rows (bias and scale gradients) is slower than TensorFlow's kernels,
+so those stay outside. The clusters, each a forward and a backward function called from a
+hand-written gradient (the reductions, if any, outside):
+
+``TFVIT_XLA_CLUSTERS`` in the environment picks them (read when a model is traced): unset or
+``all`` for every cluster, ``none`` (or ``0``) for none, or a comma-separated list of names.
+``python -m tools.xla_cluster_bench`` times a model with each setting, interleaved; docs/performance.md
+has its numbers. Under a step compiled as a whole (``jit_compile=True``) the clusters are inlined into
+it, and on JAX, where every step is XLA already, the functions run as they are.
+
+A cluster's function must take and return tensors only (Python numbers become part of the trace) and
+must not read variables: callers pass ``variable`` values cast to the dtype the function expects.
+"""
+
+import functools
+import os
+
+import keras
+
+CLUSTERS = ("gelu",)
+SWITCH = "TFVIT_XLA_CLUSTERS"
+
+
+def enabled_clusters():
+    """The cluster names ``TFVIT_XLA_CLUSTERS`` selects (all of them when unset) on TensorFlow; none on JAX."""
+    if keras.backend.backend() != "tensorflow":
+        return frozenset()
+    setting = os.environ.get(SWITCH, "all").strip().lower()
+    if setting in ("", "all", "1", "on", "true", "yes"):
+        return frozenset(CLUSTERS)
+    if setting in ("none", "0", "off", "false", "no"):
+        return frozenset()
+    names = {name.strip() for name in setting.split(",") if name.strip()}
+    unknown = sorted(names - set(CLUSTERS))
+    if unknown:
+        raise ValueError(f"{SWITCH}={setting!r}: unknown cluster(s) {unknown}; the clusters are {list(CLUSTERS)}, "
+                         "or 'all' / 'none'.")
+    return frozenset(names)
+
+
+def cluster_enabled(name):
+    """Whether cluster ``name`` is compiled on its own (TensorFlow, and selected by ``TFVIT_XLA_CLUSTERS``)."""
+    if name not in CLUSTERS:
+        raise ValueError(f"unknown XLA cluster {name!r}; the clusters are {list(CLUSTERS)}.")
+    return name in enabled_clusters()
+
+
+def xla_cluster(name):
+    """Decorator: run the function as XLA cluster ``name`` where ``cluster_enabled(name)``, else as it is.
+
+    The compiled function is made once per decorated function (TensorFlow then traces and compiles it
+    once per input signature, and every layer with the same shapes shares the compilation).
+    """
+
+    def decorate(fn):
+        compiled = None
+
+        @functools.wraps(fn)
+        def call(*args):
+            nonlocal compiled
+            if not cluster_enabled(name):
+                return fn(*args)
+            if compiled is None:
+                import tensorflow as tf
+
+                compiled = tf.function(fn, jit_compile=True, autograph=False)
+            return compiled(*args)
+
+        return call
+
+    return decorate

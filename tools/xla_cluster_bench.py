@@ -1,0 +1,124 @@
+"""Whole training steps of a tfvit model with different sets of XLA element-wise clusters, side by side.
+
+``tfvit/layers/xla_cluster.py`` compiles element-wise work (GELU with its bias, the attention softmax)
+as nested XLA clusters inside a step that TensorFlow runs without whole-step XLA. Each ``--variants``
+entry is a value of ``TFVIT_XLA_CLUSTERS`` (``none``, ``all``, or names joined by commas).
+
+How it measures: one child process (``--rounds`` of them, fresh each) builds the model once per
+variant (the setting is read when the train function is traced), as ``tools/benchmark_child.py``
+does (synthetic batch, AdamW, ``train_on_batch``), and then times their steps alternately, step by
+step: A B C A B C ... On a shared machine whose speed drifts within a minute, steps taken a second
+apart see the same machine, so the per-step ratios are far steadier than those of whole processes
+run one after the other. Peak memory cannot be told apart in one process; ``python -m
+tools.benchmark`` measures it per process.
+
+    python -m tools.xla_cluster_bench                                     # none against all, CIFAR ViT and Swin
+    python -m tools.xla_cluster_bench --variants none gelu softmax all --rounds 3
+    python -m tools.xla_cluster_bench --configs vit_tiny swin_tiny --steps 6
+
+Printed per config and variant: images/s (median step), the speed-up over the first variant (the
+median over rounds of each child's median of step-by-step ratios) with the per-round values.
+The compile time of the first step is ``python -m tools.benchmark``'s "compile s" (here the first
+model built in a process would also pay the process's own warm-up). mixed_bfloat16 without whole-step XLA unless ``--precision``
+/ ``--jit`` say otherwise.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tools.benchmark_config import CONFIGS, JIT_MODES, PRECISIONS  # noqa: E402
+from tools.measure import interleaved, module_command  # noqa: E402
+
+SWITCH = "TFVIT_XLA_CLUSTERS"
+
+
+def step_ratios(step_times):
+    """{variant: median over steps of (first variant's step time / this variant's)} for times taken
+    alternately, step i of every variant one after the other."""
+    first = next(iter(step_times))
+    return {v: statistics.median(a / b for a, b in zip(step_times[first], times)) for v, times in step_times.items()}
+
+
+def child(args):
+    from tools.benchmark_child import training_setup
+
+    steps = {}
+    for variant in args.variants:
+        os.environ[SWITCH] = variant
+        model, x, y = training_setup(args.config, "tfvit", args.precision, args.jit, args.batch)
+        for _ in range(args.warmup):  # the first traces (and compiles the clusters) with this setting
+            model.train_on_batch(x, y)
+        steps[variant] = (model, x, y)
+    times = {variant: [] for variant in args.variants}
+    for _ in range(args.steps):
+        for variant, (model, x, y) in steps.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            times[variant].append(time.perf_counter() - start)
+    print(json.dumps({"step_s": {v: statistics.median(t) for v, t in times.items()},
+                      "speedup": step_ratios(times)}))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["cifar_vit", "cifar_swin"], choices=list(CONFIGS))
+    parser.add_argument("--variants", nargs="+", default=["none", "all"],
+                        help=f"values of {SWITCH}; the first is the baseline of the speed-ups")
+    parser.add_argument("--precision", default="mixed_bfloat16", choices=PRECISIONS)
+    parser.add_argument("--jit", default="no-xla", choices=JIT_MODES)
+    parser.add_argument("--batch", type=int, help="default: 128 at 32x32, 16 at 224x224")
+    parser.add_argument("--rounds", type=int, default=3, help="child processes per config")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per variant in each child")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first compiles)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.steps, args.warmup) < 1 or (args.batch is not None and args.batch < 1):
+        parser.error("--rounds, --steps, --warmup and --batch must be at least 1.")
+    from tfvit.layers import xla_cluster
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    for variant in args.variants:
+        os.environ[SWITCH] = variant
+        try:
+            xla_cluster.enabled_clusters()
+        except ValueError as error:
+            parser.error(str(error))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        args.batch = args.batch or (128 if args.config.startswith("cifar") else 16)
+        return child(args)
+    commands = [(config, module_command("tools.xla_cluster_bench", "--child", "--config", config,
+                                        "--variants", *args.variants, "--precision", args.precision,
+                                        "--jit", args.jit, "--steps", args.steps, "--warmup", args.warmup,
+                                        *(["--batch", args.batch] if args.batch else [])))
+                for config in args.configs]
+    results = interleaved(commands, args.rounds)
+    print(f"Training step of the tfvit model, {args.precision}, {args.jit}: {args.rounds} child process(es) per "
+          f"config, each timing {args.steps} steps of every variant alternately after {args.warmup} untimed; "
+          f"speed-up = median over children of the median step-by-step ratio to the first variant:\n")
+    print(f"| config | {SWITCH} | img/s | speed-up | per child |")
+    print("|---|---|---|---|---|")
+    for config in args.configs:
+        runs = results[config]
+        batch = args.batch or (128 if config.startswith("cifar") else 16)
+        for variant in args.variants:
+            speedups = [r["speedup"][variant] for r in runs]
+            step_s = statistics.median(r["step_s"][variant] for r in runs)
+            print(f"| {config} | {variant} | {batch / step_s:.1f} | {statistics.median(speedups):.2f} "
+                  f"| {' '.join(f'{s:.2f}' for s in speedups)} |")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
