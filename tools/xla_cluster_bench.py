@@ -13,14 +13,21 @@ run one after the other. Peak memory cannot be told apart in one process; ``pyth
 tools.benchmark`` measures it per process.
 
     python -m tools.xla_cluster_bench                                     # none against all, CIFAR ViT and Swin
+    python -m tools.xla_cluster_bench --part kernels                      # which work XLA does faster
     python -m tools.xla_cluster_bench --variants none gelu softmax all --rounds 3
     python -m tools.xla_cluster_bench --configs vit_tiny swin_tiny --steps 6
+
+``--part kernels`` says which work pays as a cluster: pieces of a CIFAR ViT step (bfloat16, 128 x 65
+tokens of width 192, MLP width 768, 3 heads), each as a TensorFlow graph and as an XLA-compiled
+function, called alternately in one process (medians of ``--repeats``): an element-wise chain (the
+GELU), row reductions (LayerNorm's moments over the width; the softmax over the keys, forward and
+backward) and a sum across rows (a bias gradient over the tokens).
 
 Printed per config and variant: images/s (median step), the speed-up over the first variant (the
 median over rounds of each child's median of step-by-step ratios) with the per-round values.
 The compile time of the first step is ``python -m tools.benchmark``'s "compile s" (here the first
-model built in a process would also pay the process's own warm-up). mixed_bfloat16 without whole-step XLA unless ``--precision``
-/ ``--jit`` say otherwise.
+model built in a process would also pay the process's own warm-up). mixed_bfloat16 without
+whole-step XLA unless ``--precision`` / ``--jit`` say otherwise.
 """
 
 import argparse
@@ -65,8 +72,71 @@ def child(args):
                       "speedup": step_ratios(times)}))
 
 
+def kernel_cases():
+    """[(name, function, arguments)]: the pieces ``--part kernels`` times, at CIFAR ViT sizes, bfloat16."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    bf16 = lambda *shape: tf.constant(rng.normal(size=shape), tf.bfloat16)
+    tokens, hidden = bf16(128, 65, 192), bf16(128 * 65, 768)
+    logits, upstream = bf16(128, 3, 65, 65), bf16(128, 3, 65, 65)
+    f32 = lambda t: tf.cast(t, tf.float32)
+
+    def gelu_chain(h):
+        z = f32(h)
+        return tf.cast(z * 0.5 * (1.0 + tf.math.erf(z * 0.7071067811865476)), h.dtype)
+
+    def row_moments(x):
+        x32 = f32(x)
+        centred = x32 - tf.reduce_mean(x32, -1, keepdims=True)
+        return tf.cast(centred * tf.math.rsqrt(tf.reduce_mean(centred * centred, -1, keepdims=True) + 1e-6), x.dtype)
+
+    def column_sum(x):
+        return tf.reduce_sum(f32(x), axis=(0, 1))
+
+    def softmax_forward(l):
+        return tf.cast(tf.nn.softmax(f32(l) * 0.125, axis=-1), l.dtype)
+
+    weights = tf.nn.softmax(f32(logits), axis=-1)
+
+    def softmax_backward(g, w):
+        g = f32(g)
+        return tf.cast(0.125 * w * (g - tf.reduce_sum(g * w, -1, keepdims=True)), tf.bfloat16)
+
+    return [("GELU, element-wise (8320 x 768)", gelu_chain, (hidden,)),
+            ("LayerNorm moments, row sums (8320 x 192)", row_moments, (tokens,)),
+            ("bias gradient, sum across 8320 rows", column_sum, (tokens,)),
+            ("softmax forward, rows of 65", softmax_forward, (logits,)),
+            ("softmax backward, rows of 65", softmax_backward, (upstream, weights))]
+
+
+def kernels_part(repeats):
+    import tensorflow as tf
+
+    print(f"One piece of work as a TensorFlow graph and as an XLA cluster, ms (medians of {repeats} alternated "
+          f"calls, one process); ratio = TensorFlow / XLA (above 1: the cluster pays):\n")
+    print("| work | TensorFlow ms | XLA ms | ratio |")
+    print("|---|---|---|---|")
+    for name, fn, arguments in kernel_cases():
+        pair = [tf.function(fn, autograph=False), tf.function(fn, autograph=False, jit_compile=True)]
+        times = [[], []]
+        for f in pair:
+            f(*arguments).numpy()  # trace and compile
+        for _ in range(repeats):
+            for f, out in zip(pair, times):
+                start = time.perf_counter()
+                f(*arguments).numpy()
+                out.append(time.perf_counter() - start)
+        graph, xla = (statistics.median(t) for t in times)
+        print(f"| {name} | {1e3 * graph:.2f} | {1e3 * xla:.2f} | {graph / xla:.2f} |", flush=True)
+    print()
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("steps", "kernels"), default="steps")
+    parser.add_argument("--repeats", type=int, default=40, help="kernels: alternated calls per piece")
     parser.add_argument("--configs", nargs="+", default=["cifar_vit", "cifar_swin"], choices=list(CONFIGS))
     parser.add_argument("--variants", nargs="+", default=["none", "all"],
                         help=f"values of {SWITCH}; the first is the baseline of the speed-ups")
@@ -79,7 +149,7 @@ def parse_args(argv=None):
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.rounds, args.steps, args.warmup) < 1 or (args.batch is not None and args.batch < 1):
+    if min(args.rounds, args.steps, args.warmup, args.repeats) < 1 or (args.batch is not None and args.batch < 1):
         parser.error("--rounds, --steps, --warmup and --batch must be at least 1.")
     from tfvit.layers import xla_cluster
 
@@ -95,6 +165,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.part == "kernels":
+        return kernels_part(args.repeats)
     if args.child:
         args.batch = args.batch or (128 if args.config.startswith("cifar") else 16)
         return child(args)

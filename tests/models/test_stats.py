@@ -22,3 +22,36 @@ def test_trainable_and_total_parameters_differ_for_frozen_layers():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
     result = stats(model)
     assert result.params == 15 + 12 and result.trainable_params == 15 + 6
+
+
+def test_products_inside_called_graph_functions_are_counted():
+    """A layer may run part of its work as a nested tf.function (tfvit's XLA clusters do): its products count."""
+    import tensorflow as tf
+
+    product = tf.function(lambda a, b: tf.matmul(a, b))
+    twice = tf.function(lambda a, b: product(product(a, b), tf.transpose(b)), jit_compile=True)
+
+    class Nested(keras.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 3))
+
+        def call(self, x):
+            # on the weights, whose shapes are static in every trace: (3, 6) @ (6, 3), then (3, 3) @ (3, 6)
+            return x + tf.reduce_sum(twice(tf.transpose(self.w), tf.identity(self.w)) * 0.0)
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, Nested()(inputs))
+    assert count_macs(model) == 3 * 6 * 3 + 3 * 3 * 6
+
+
+def test_a_loop_is_refused_rather_than_counted_once():
+    import pytest
+    import tensorflow as tf
+
+    class Loop(keras.layers.Layer):
+        def call(self, x):
+            return tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, tf.matmul(y, tf.eye(4))), (0, x))[1]
+
+    inputs = keras.Input((4,))
+    with pytest.raises(ValueError, match="loops"):
+        count_macs(keras.Model(inputs, Loop()(inputs)))

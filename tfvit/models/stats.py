@@ -76,10 +76,24 @@ def count_macs(model, input_shape=None):
     spec = tf.TensorSpec((1, *input_shape), tf.float32)
     forward = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
     graph = tf.function(forward).get_concrete_function(spec).graph
-    nested = {op.type for op in graph.get_operations()} & {"While", "PartitionedCall", "StatefulPartitionedCall"}
-    if nested:  # their bodies are separate graphs that this count does not enter
-        raise ValueError(f"cannot count MACs through nested graph functions ({sorted(nested)}).")
-    return int(sum(_op_macs(op) for op in graph.get_operations()))
+    return int(_graph_macs(graph))
+
+
+_FUNCTION_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _graph_macs(graph):
+    """MACs of a graph's ops, entering the graph functions it calls (tfvit's XLA clusters are such calls)."""
+    loops = {op.type for op in graph.get_operations()} & {"While", "StatelessWhile"}
+    if loops:  # a loop body runs a number of times this count cannot know
+        raise ValueError(f"cannot count MACs through loops ({sorted(loops)}).")
+    total = 0
+    for op in graph.get_operations():
+        if op.type in _FUNCTION_CALLS:
+            total += _graph_macs(graph._get_function(op.get_attr("f").name).graph)
+        else:
+            total += _op_macs(op)
+    return total
 
 
 def stats(model, input_shape=None):
