@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfvit
-from tfvit.layers import gelu
+from tfvit.layers import gelu, layer_norm
 from tfvit.layers import xla_cluster
 from tests import reference
 
@@ -16,7 +16,8 @@ RNG = np.random.default_rng(0)
 
 
 @pytest.mark.parametrize("setting, expected", [
-    (None, {"gelu"}), ("all", {"gelu"}), ("none", set()), ("0", set()), (" gelu, ", {"gelu"}),
+    (None, {"gelu", "layer_norm"}), ("all", {"gelu", "layer_norm"}), ("none", set()), ("0", set()),
+    (" gelu, ", {"gelu"}), ("layer_norm,gelu", {"gelu", "layer_norm"}),
 ])
 def test_the_switch_selects_clusters(setting, expected, monkeypatch):
     if setting is None:
@@ -28,7 +29,7 @@ def test_the_switch_selects_clusters(setting, expected, monkeypatch):
 
 def test_an_unknown_cluster_name_is_refused_with_the_names(monkeypatch):
     monkeypatch.setenv(xla_cluster.SWITCH, "gelu,layernorm")
-    with pytest.raises(ValueError, match=r"unknown cluster\(s\) \['layernorm'\].*'gelu'"):
+    with pytest.raises(ValueError, match=r"unknown cluster\(s\) \['layernorm'\].*'gelu', 'layer_norm'"):
         xla_cluster.enabled_clusters()
 
 
@@ -58,13 +59,17 @@ def traced_training_step(monkeypatch, setting):
 def test_a_training_step_compiles_the_clusters_forward_and_backward(monkeypatch):
     calls = called_functions(traced_training_step(monkeypatch, "all"))
     compiled = sorted(name for name, xla in calls.items() if xla)
-    for part in ("_gelu_forward", "_gelu_backward"):
+    for part in ("_gelu_forward", "_gelu_backward", "_normalize_", "_normalize_gradients"):
         assert any(part in name for name in compiled), (part, compiled)
     # the matrix products stay with TensorFlow's (oneDNN) kernels: no product inside a cluster
     graph_def = traced_training_step(monkeypatch, "all").graph.as_graph_def()
     for function in graph_def.library.function:
         if "_gelu_" in function.signature.name:
             assert not any("MatMul" in node.op for node in function.node_def), function.signature.name
+        if "_normalize" in function.signature.name:  # only products with a constant vector: (D, 1) or (1, N)
+            for node in function.node_def:
+                if "MatMul" in node.op:
+                    assert node.attr["T"].type == tf.float32.as_datatype_enum, function.signature.name
 
 
 def test_none_compiles_nothing(monkeypatch):
@@ -93,3 +98,37 @@ def test_gelu_with_bias_and_its_gradients_match_float64(setting, monkeypatch):
     np.testing.assert_allclose(db, (upstream * slope).sum(axis=(0, 1)), rtol=1e-4, atol=1e-4)
 
 
+
+
+@pytest.mark.parametrize("setting", ["all", "none"])
+@pytest.mark.parametrize("batch_known", [True, False])
+def test_layer_norm_and_its_gradients_match_float64_autodiff(setting, batch_known, monkeypatch):
+    """The closed form (sums as products inside the cluster, or TensorFlow's) against TensorFlow's
+    automatic derivative of the plain formula in float64; also with a batch size known only at run time."""
+    monkeypatch.setenv(xla_cluster.SWITCH, setting)
+    x = RNG.normal(loc=3.0, scale=2.0, size=(4, 7, 24))
+    gamma, beta = RNG.normal(size=24), RNG.normal(size=24)
+    upstream = RNG.normal(size=x.shape)
+
+    def plain(x, gamma, beta):
+        centred = x - tf.reduce_mean(x, -1, keepdims=True)
+        return centred * tf.math.rsqrt(tf.reduce_mean(centred ** 2, -1, keepdims=True) + 1e-6) * gamma + beta
+
+    def value_and_gradients(fn, dtype, signature):
+        @tf.function(input_signature=signature)
+        def run(x, gamma, beta):
+            with tf.GradientTape() as tape:
+                tape.watch([x, gamma, beta])
+                y = fn(x, gamma, beta)
+                loss = tf.reduce_sum(y * tf.constant(upstream, dtype))
+            return (y, *tape.gradient(loss, [x, gamma, beta]))
+
+        return [np.asarray(t) for t in run(*(tf.constant(a, dtype) for a in (x, gamma, beta)))]
+
+    batch = 4 if batch_known else None
+    got = value_and_gradients(lambda x, g, b: layer_norm(x, g, b, 1e-6), tf.float32,
+                              [tf.TensorSpec((batch, 7, 24), tf.float32), tf.TensorSpec((24,), tf.float32),
+                               tf.TensorSpec((24,), tf.float32)])
+    want = value_and_gradients(plain, tf.float64, None)
+    for g, w, name in zip(got, want, ("y", "dx", "dgamma", "dbeta")):
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4, err_msg=name)

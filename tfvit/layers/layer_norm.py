@@ -31,33 +31,66 @@ from keras import ops
 
 from tfvit import _validation as check
 from tfvit.layers.gelu import closed_form_gradients
+from tfvit.layers.xla_cluster import cluster_enabled, xla_cluster
+
+
+def _row_mean(t, by_products):
+    """Mean over the last axis, keepdims; as a product with a constant column where ``by_products``."""
+    if not by_products:
+        return ops.mean(t, axis=-1, keepdims=True)
+    width = t.shape[-1]
+    means = ops.matmul(ops.reshape(t, (-1, width)), ops.full((width, 1), 1.0 / width, dtype=t.dtype))
+    return ops.reshape(means, (*ops.shape(t)[:-1], 1))
+
+
+def _token_sum(t, by_products):
+    """Sum over every axis but the last (the tokens); as a product with a row of ones where ``by_products``."""
+    if not by_products:
+        return ops.sum(t, axis=tuple(range(len(t.shape) - 1)))
+    flat = ops.reshape(t, (-1, t.shape[-1]))
+    return ops.matmul(ops.transpose(ops.ones_like(flat[:, :1])), flat)[0]
+
+
+@xla_cluster("layer_norm")
+def _normalize(x, gamma, beta, epsilon, by_products):
+    """(y in x's dtype, x_hat, r), the last two float32 and kept for the backward pass."""
+    x32 = ops.cast(x, "float32")
+    centred = x32 - _row_mean(x32, by_products)
+    inv_std = ops.rsqrt(_row_mean(ops.square(centred), by_products) + epsilon)
+    x_hat = centred * inv_std
+    return ops.cast(x_hat * gamma + beta, x.dtype), x_hat, inv_std
+
+
+@xla_cluster("layer_norm")
+def _normalize_gradients(upstream, x_hat, inv_std, gamma, dtype, by_products):
+    """(dx in ``dtype``, dgamma, dbeta) from the module's formulas."""
+    dy = ops.cast(upstream, "float32")
+    g = dy * gamma
+    dx = inv_std * (g - _row_mean(g, by_products) - x_hat * _row_mean(g * x_hat, by_products))
+    return ops.cast(dx, dtype), _token_sum(dy * x_hat, by_products), _token_sum(dy, by_products)
 
 
 def layer_norm(x, gamma, beta, epsilon):
     """LayerNorm of ``x`` over its last axis with the closed-form gradient, in ``x``'s dtype.
 
     ``gamma`` and ``beta`` are float32 tensors of shape (D,); the gradient flows to all three.
+    Where the ``layer_norm`` XLA cluster is on (``tfvit.layers.xla_cluster``), the forward and the
+    backward pass are each one cluster, and their sums (over the width, and over the tokens) are
+    products with a constant vector: XLA's CPU code computes those faster than its own reductions,
+    which are slower than TensorFlow's kernels (``python -m tools.xla_cluster_bench --part kernels``).
     """
+    by_products = cluster_enabled("layer_norm")
 
     @ops.custom_gradient
     def normalize(x, gamma, beta):
-        x32 = ops.cast(x, "float32")
-        centred = x32 - ops.mean(x32, axis=-1, keepdims=True)
-        inv_std = ops.rsqrt(ops.mean(ops.square(centred), axis=-1, keepdims=True) + epsilon)
-        x_hat = centred * inv_std
+        y, x_hat, inv_std = _normalize(x, gamma, beta, epsilon, by_products)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            dy = ops.cast(upstream, "float32")
-            g = dy * gamma
-            dx = inv_std * (
-                g - ops.mean(g, axis=-1, keepdims=True) - x_hat * ops.mean(g * x_hat, axis=-1, keepdims=True)
-            )
-            token_axes = tuple(range(len(x.shape) - 1))
-            return ops.cast(dx, x.dtype), ops.sum(dy * x_hat, axis=token_axes), ops.sum(dy, axis=token_axes)
+            return _normalize_gradients(upstream, x_hat, inv_std, gamma, x.dtype, by_products)
 
-        return ops.cast(x_hat * gamma + beta, x.dtype), grad
+        return y, grad
 
     return normalize(x, gamma, beta)
 

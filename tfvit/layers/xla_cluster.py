@@ -6,10 +6,14 @@ fuses them but runs bfloat16 matrix products at about half of oneDNN's rate. A
 ``tf.function(jit_compile=True)`` called inside a step that is not compiled is one XLA cluster, one
 fused loop, while the matrix products around it stay on oneDNN's kernels. ``xla_cluster(name)``
 marks a function of tensors as such a cluster. Where it pays is measured, not assumed: chains of
-element-wise work with no reduction gain, while XLA's CPU code for sums along rows (LayerNorm's
-moments, the softmax) and across rows (bias and scale gradients) is slower than TensorFlow's kernels,
-so those stay outside. The clusters, each a forward and a backward function called from a
-hand-written gradient (the reductions, if any, outside):
+element-wise work gain, while XLA's CPU code for sums along rows (LayerNorm's moments, the softmax)
+and across rows (bias and scale gradients) is slower than TensorFlow's kernels; inside a cluster such
+sums are written as products with a constant vector, or left to TensorFlow outside it. The clusters,
+each a forward and a backward function called from a hand-written gradient:
+
+    gelu            the exact GELU, with fc1's bias added first, and its derivative (tfvit/layers/gelu.py);
+                    the bias gradient is TensorFlow's sum
+    layer_norm      LayerNorm and its closed-form gradient, its sums as products (tfvit/layers/layer_norm.py)
 
 ``TFVIT_XLA_CLUSTERS`` in the environment picks them (read when a model is traced): unset or
 ``all`` for every cluster, ``none`` (or ``0``) for none, or a comma-separated list of names.
@@ -26,7 +30,7 @@ import os
 
 import keras
 
-CLUSTERS = ("gelu",)
+CLUSTERS = ("gelu", "layer_norm")
 SWITCH = "TFVIT_XLA_CLUSTERS"
 
 
