@@ -12,7 +12,10 @@ executor's compute threads, by op type (``_MklMatMul``, ``Mul``, ``Cast``...):
 "Op time" is summed over the executor's threads: on 2 inter-op threads it exceeds wall time, and the
 shares, not the milliseconds, are what compare across runs. Under XLA the step is one compiled
 cluster and the table says little; this tool is for the TensorFlow executor's own kernels.
-``--logdir`` keeps the trace for TensorBoard's profile plugin. TensorFlow backend only.
+The element-wise XLA clusters that tfvit nests in the step (``tfvit.layers.xla_cluster``) show as one
+row, "XLA clusters": their launch, fused loops and the wait for the threads that help them, counted
+on the executor's threads. ``--logdir`` keeps the trace for TensorBoard's profile plugin. TensorFlow
+backend only.
 """
 
 import argparse
@@ -38,19 +41,44 @@ def op_type(event_name):
     return event_name.rsplit(":", 1)[-1].strip()
 
 
+XLA_CLUSTERS = "XLA clusters"
+# What the executor and the XLA runtime record on the executor's threads for a nested cluster (tfvit's
+# element-wise clusters): the launch op, which runs asynchronously (ProcessAsync; no other op in these
+# steps does), its fused loops and products, and the wait for the threads that help it.
+_XLA_RUNTIME_EVENTS = {"ExecutorState::ProcessAsync::Start", "ExecutorState::ProcessAsync::Done", "Start",
+                       "ExecuteAsyncOnStream", "BlockUntilReady"}
+
+
+def is_xla_event(name):
+    name = name.strip()
+    return (name in _XLA_RUNTIME_EVENTS or "fusion" in name or name.startswith(("dot", "end: "))
+            or name.startswith(("copy", "transpose.", "reduce.", "convert.")))
+
+
+def outermost(events):
+    """The events not nested inside an earlier one on the same line (a kernel's own sub-events, an
+    XLA cluster's fused loops), in time order."""
+    kept, end = [], -1
+    for event in sorted(events, key=lambda e: e.offset_ps):
+        if event.offset_ps >= end:
+            kept.append(event)
+            end = event.offset_ps + event.duration_ps
+    return kept
+
+
 def op_times(xspace, by_name_types=()):
     """Per-op-type total durations in ms from a profiler ``XSpace``, and per-name totals for the op
-    types in ``by_name_types`` (layer indices folded: ``blocks.3`` -> ``blocks.N``)."""
+    types in ``by_name_types`` (layer indices folded: ``blocks.3`` -> ``blocks.N``). Only the
+    outermost events of a line count; those of nested XLA clusters are summed as ``XLA clusters``."""
     by_type, by_name = collections.Counter(), collections.Counter()
     for plane in xspace.planes:
         for line in plane.lines:
             if not line.name.startswith(COMPUTE_LINE):
                 continue
-            for event in line.events:
+            events = [e for e in line.events if op_type(plane.event_metadata[e.metadata_id].name) not in WRAPPER_EVENTS]
+            for event in outermost(events):
                 name = plane.event_metadata[event.metadata_id].name
-                kind = op_type(name)
-                if kind in WRAPPER_EVENTS:
-                    continue
+                kind = XLA_CLUSTERS if is_xla_event(name) else op_type(name)
                 ms = event.duration_ps / 1e9
                 by_type[kind] += ms
                 if kind in by_name_types:
