@@ -55,3 +55,14 @@ def test_a_loop_is_refused_rather_than_counted_once():
     inputs = keras.Input((4,))
     with pytest.raises(ValueError, match="loops"):
         count_macs(keras.Model(inputs, Loop()(inputs)))
+
+
+def test_the_xla_clusters_add_no_multiply_adds(monkeypatch):
+    """LayerNorm's cluster writes its sums as products with a constant vector; they are not the model's MACs."""
+    import tfvit
+
+    counts = {}
+    for setting in ("none", "all"):
+        monkeypatch.setenv("TFVIT_XLA_CLUSTERS", setting)
+        counts[setting] = count_macs(tfvit.create_model("vit_cifar_patch4_32", depth=1))
+    assert counts["all"] == counts["none"]

@@ -25,18 +25,35 @@ A cluster's function must take and return tensors only (Python numbers become pa
 must not read variables: callers pass ``variable`` values cast to the dtype the function expects.
 """
 
+import contextlib
 import functools
 import os
+import threading
 
 import keras
 
 CLUSTERS = ("gelu", "layer_norm")
 SWITCH = "TFVIT_XLA_CLUSTERS"
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def all_off():
+    """Within this block (this thread), no cluster is on, whatever ``TFVIT_XLA_CLUSTERS`` says: the
+    functions run as they are. ``tfvit.models.count_macs`` traces a model so, because the LayerNorm
+    cluster writes its sums as products, which are not the model's multiply-adds."""
+    previous = getattr(_override, "off", False)
+    _override.off = True
+    try:
+        yield
+    finally:
+        _override.off = previous
 
 
 def enabled_clusters():
-    """The cluster names ``TFVIT_XLA_CLUSTERS`` selects (all of them when unset) on TensorFlow; none on JAX."""
-    if keras.backend.backend() != "tensorflow":
+    """The cluster names ``TFVIT_XLA_CLUSTERS`` selects (all of them when unset) on TensorFlow; none on JAX
+    and inside ``all_off()``."""
+    if keras.backend.backend() != "tensorflow" or getattr(_override, "off", False):
         return frozenset()
     setting = os.environ.get(SWITCH, "all").strip().lower()
     if setting in ("", "all", "1", "on", "true", "yes"):
