@@ -20,8 +20,9 @@ tools.benchmark`` measures it per process.
 ``--part kernels`` says which work pays as a cluster: pieces of a CIFAR ViT step (bfloat16, 128 x 65
 tokens of width 192, MLP width 768, 3 heads), each as a TensorFlow graph and as an XLA-compiled
 function, called alternately in one process (medians of ``--repeats``): an element-wise chain (the
-GELU), row reductions (LayerNorm's moments over the width; the softmax over the keys, forward and
-backward) and a sum across rows (a bias gradient over the tokens).
+GELU), row reductions (LayerNorm's moments over the width, as sums and as products with a constant
+column; the softmax over the keys, forward and backward) and a sum across rows (a bias gradient over
+the tokens).
 
 Printed per config and variant: images/s (median step), the speed-up over the first variant (the
 median over rounds of each child's median of step-by-step ratios) with the per-round values.
@@ -92,6 +93,12 @@ def kernel_cases():
         centred = x32 - tf.reduce_mean(x32, -1, keepdims=True)
         return tf.cast(centred * tf.math.rsqrt(tf.reduce_mean(centred * centred, -1, keepdims=True) + 1e-6), x.dtype)
 
+    def row_moments_as_products(x):  # tfvit's LayerNorm cluster: the sums as products with a constant column
+        x32 = tf.reshape(f32(x), (-1, x.shape[-1]))
+        mean_of = lambda t: tf.matmul(t, tf.fill((x.shape[-1], 1), 1.0 / x.shape[-1]))
+        centred = x32 - mean_of(x32)
+        return tf.reshape(tf.cast(centred * tf.math.rsqrt(mean_of(centred * centred) + 1e-6), x.dtype), x.shape)
+
     def column_sum(x):
         return tf.reduce_sum(f32(x), axis=(0, 1))
 
@@ -106,6 +113,7 @@ def kernel_cases():
 
     return [("GELU, element-wise (8320 x 768)", gelu_chain, (hidden,)),
             ("LayerNorm moments, row sums (8320 x 192)", row_moments, (tokens,)),
+            ("LayerNorm moments, row sums as products", row_moments_as_products, (tokens,)),
             ("bias gradient, sum across 8320 rows", column_sum, (tokens,)),
             ("softmax forward, rows of 65", softmax_forward, (logits,)),
             ("softmax backward, rows of 65", softmax_backward, (upstream, weights))]
