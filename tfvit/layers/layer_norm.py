@@ -77,7 +77,8 @@ def layer_norm(x, gamma, beta, epsilon):
     Where the ``layer_norm`` XLA cluster is on (``tfvit.layers.xla_cluster``), the forward and the
     backward pass are each one cluster, and their sums (over the width, and over the tokens) are
     products with a constant vector: XLA's CPU code computes those faster than its own reductions,
-    which are slower than TensorFlow's kernels (``python -m tools.xla_cluster_bench --part kernels``).
+    which across the tokens are slower than TensorFlow's kernels (``python -m tools.xla_cluster_bench
+    --part kernels``).
     """
     by_products = cluster_enabled("layer_norm")
 

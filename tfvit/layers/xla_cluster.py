@@ -6,10 +6,11 @@ fuses them but runs bfloat16 matrix products at about half of oneDNN's rate. A
 ``tf.function(jit_compile=True)`` called inside a step that is not compiled is one XLA cluster, one
 fused loop, while the matrix products around it stay on oneDNN's kernels. ``xla_cluster(name)``
 marks a function of tensors as such a cluster. Where it pays is measured, not assumed: chains of
-element-wise work gain, while XLA's CPU code for sums along rows (LayerNorm's moments, the softmax)
-and across rows (bias and scale gradients) is slower than TensorFlow's kernels; inside a cluster such
-sums are written as products with a constant vector, or left to TensorFlow outside it. The clusters,
-each a forward and a backward function called from a hand-written gradient:
+element-wise work gain most; XLA's CPU code for sums along rows (LayerNorm's moments) is barely faster
+than TensorFlow's kernels and for sums across rows (bias and scale gradients) slower, while its
+products, even with a vector, are fast. So inside a cluster such sums are written as products with a
+constant vector, or left to TensorFlow outside it. The clusters, each a forward and a backward
+function called from a hand-written gradient:
 
     gelu            the exact GELU, with fc1's bias added first, and its derivative (tfvit/layers/gelu.py);
                     the bias gradient is TensorFlow's sum
