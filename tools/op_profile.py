@@ -45,14 +45,13 @@ XLA_CLUSTERS = "XLA clusters"
 # What the executor and the XLA runtime record on the executor's threads for a nested cluster (tfvit's
 # element-wise clusters): the launch op, which runs asynchronously (ProcessAsync; no other op in these
 # steps does), its fused loops and products, and the wait for the threads that help it.
-_XLA_RUNTIME_EVENTS = {"ExecutorState::ProcessAsync::Start", "ExecutorState::ProcessAsync::Done", "Start",
+_XLA_RUNTIME_EVENTS = {"ExecutorState::ProcessAsync::Start", "ExecutorState::ProcessAsync::Done",
                        "ExecuteAsyncOnStream", "BlockUntilReady"}
 
 
 def is_xla_event(name):
     name = name.strip()
-    return (name in _XLA_RUNTIME_EVENTS or "fusion" in name or name.startswith(("dot", "end: "))
-            or name.startswith(("copy", "transpose.", "reduce.", "convert.")))
+    return name in _XLA_RUNTIME_EVENTS or "fusion" in name or name.startswith(("dot", "end: "))
 
 
 def outermost(events):

@@ -1,7 +1,7 @@
 """Whole training steps of a tfvit model with different sets of XLA element-wise clusters, side by side.
 
-``tfvit/layers/xla_cluster.py`` compiles element-wise work (GELU with its bias, the attention softmax)
-as nested XLA clusters inside a step that TensorFlow runs without whole-step XLA. Each ``--variants``
+``tfvit/layers/xla_cluster.py`` compiles element-wise work (GELU with its bias, LayerNorm) as
+nested XLA clusters inside a step that TensorFlow runs without whole-step XLA. Each ``--variants``
 entry is a value of ``TFVIT_XLA_CLUSTERS`` (``none``, ``all``, or names joined by commas).
 
 How it measures: one child process (``--rounds`` of them, fresh each) builds the model once per
@@ -14,8 +14,8 @@ tools.benchmark`` measures it per process.
 
     python -m tools.xla_cluster_bench                                     # none against all, CIFAR ViT and Swin
     python -m tools.xla_cluster_bench --part kernels                      # which work XLA does faster
-    python -m tools.xla_cluster_bench --variants none gelu softmax all --rounds 3
-    python -m tools.xla_cluster_bench --configs vit_tiny swin_tiny --steps 6
+    python -m tools.xla_cluster_bench --variants none gelu layer_norm all --rounds 3 --steps 8
+    python -m tools.xla_cluster_bench --configs vit_tiny swin_tiny --batch 16 --steps 6
 
 ``--part kernels`` says which work pays as a cluster: pieces of a CIFAR ViT step (bfloat16, 128 x 65
 tokens of width 192, MLP width 768, 3 heads), each as a TensorFlow graph and as an XLA-compiled
@@ -40,10 +40,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfvit.layers import xla_cluster  # noqa: E402
 from tools.benchmark_config import CONFIGS, JIT_MODES, PRECISIONS  # noqa: E402
 from tools.measure import interleaved, module_command  # noqa: E402
 
-SWITCH = "TFVIT_XLA_CLUSTERS"
+SWITCH = xla_cluster.SWITCH
 
 
 def step_ratios(step_times):
@@ -150,7 +151,7 @@ def parse_args(argv=None):
                         help=f"values of {SWITCH}; the first is the baseline of the speed-ups")
     parser.add_argument("--precision", default="mixed_bfloat16", choices=PRECISIONS)
     parser.add_argument("--jit", default="no-xla", choices=JIT_MODES)
-    parser.add_argument("--batch", type=int, help="default: 128 at 32x32, 16 at 224x224")
+    parser.add_argument("--batch", type=int, help="default: the benchmark's (128 at 32x32, 32 at 224x224)")
     parser.add_argument("--rounds", type=int, default=3, help="child processes per config")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant in each child")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first compiles)")
@@ -158,10 +159,8 @@ def parse_args(argv=None):
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.rounds, args.steps, args.warmup, args.repeats) < 1 or (args.batch is not None and args.batch < 1):
-        parser.error("--rounds, --steps, --warmup and --batch must be at least 1.")
-    from tfvit.layers import xla_cluster
-
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        parser.error("--rounds, --steps, --warmup, --repeats and --batch must be at least 1.")
+    args.batches = {config: args.batch or CONFIGS[config][1] for config in args.configs + [args.config] if config}
     for variant in args.variants:
         os.environ[SWITCH] = variant
         try:
@@ -176,7 +175,7 @@ def main(argv=None):
     if args.part == "kernels":
         return kernels_part(args.repeats)
     if args.child:
-        args.batch = args.batch or (128 if args.config.startswith("cifar") else 16)
+        args.batch = args.batches[args.config]
         return child(args)
     commands = [(config, module_command("tools.xla_cluster_bench", "--child", "--config", config,
                                         "--variants", *args.variants, "--precision", args.precision,
@@ -191,7 +190,7 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for config in args.configs:
         runs = results[config]
-        batch = args.batch or (128 if config.startswith("cifar") else 16)
+        batch = args.batches[config]
         for variant in args.variants:
             speedups = [r["speedup"][variant] for r in runs]
             step_s = statistics.median(r["step_s"][variant] for r in runs)

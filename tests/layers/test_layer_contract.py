@@ -72,9 +72,6 @@ def test_softmax_runs_in_float32_under_mixed_precision(name, monkeypatch):
         return original(x, *args, **kwargs)
 
     monkeypatch.setattr(keras.ops, "softmax", spy)
-    # The same functions, run as they are: a compiled XLA cluster traced by an earlier test is not
-    # traced again, so the spy would not see it (tests/layers/test_xla_cluster.py checks the clusters).
-    monkeypatch.setenv("TFVIT_XLA_CLUSTERS", "none")
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     make, shape = CASES[name]
     layer = make()

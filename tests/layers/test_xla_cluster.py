@@ -1,6 +1,6 @@
 """The element-wise XLA clusters: what selects them, that a traced training step really compiles them
-(and leaves the matrix products outside), and GELU with its bias, clustered or not, against float64
-brute force (tests/layers/test_gelu.py checks GELU without a bias)."""
+(and leaves the model's matrix products outside), and GELU with its bias and LayerNorm, clustered or
+not, against float64 references (tests/layers/test_gelu.py checks GELU without a bias)."""
 
 import keras
 import numpy as np
@@ -57,19 +57,18 @@ def traced_training_step(monkeypatch, setting):
 
 
 def test_a_training_step_compiles_the_clusters_forward_and_backward(monkeypatch):
-    calls = called_functions(traced_training_step(monkeypatch, "all"))
-    compiled = sorted(name for name, xla in calls.items() if xla)
+    concrete = traced_training_step(monkeypatch, "all")
+    compiled = sorted(name for name, xla in called_functions(concrete).items() if xla)
     for part in ("_gelu_forward", "_gelu_backward", "_normalize_", "_normalize_gradients"):
         assert any(part in name for name in compiled), (part, compiled)
-    # the matrix products stay with TensorFlow's (oneDNN) kernels: no product inside a cluster
-    graph_def = traced_training_step(monkeypatch, "all").graph.as_graph_def()
-    for function in graph_def.library.function:
+    # The model's (bfloat16) products stay with TensorFlow's oneDNN kernels: GELU's clusters hold no
+    # product, LayerNorm's only its float32 sums written as products.
+    for function in concrete.graph.as_graph_def().library.function:
+        products = [node for node in function.node_def if "MatMul" in node.op]
         if "_gelu_" in function.signature.name:
-            assert not any("MatMul" in node.op for node in function.node_def), function.signature.name
-        if "_normalize" in function.signature.name:  # only products with a constant vector: (D, 1) or (1, N)
-            for node in function.node_def:
-                if "MatMul" in node.op:
-                    assert node.attr["T"].type == tf.float32.as_datatype_enum, function.signature.name
+            assert not products, function.signature.name
+        if "_normalize" in function.signature.name:
+            assert all(node.attr["T"].type == tf.float32.as_datatype_enum for node in products)
 
 
 def test_none_compiles_nothing(monkeypatch):
@@ -96,8 +95,6 @@ def test_gelu_with_bias_and_its_gradients_match_float64(setting, monkeypatch):
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(dx, upstream * slope, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(db, (upstream * slope).sum(axis=(0, 1)), rtol=1e-4, atol=1e-4)
-
-
 
 
 @pytest.mark.parametrize("setting", ["all", "none"])

@@ -9,7 +9,8 @@ def trace(xla=False):
     space = xplane_pb2.XSpace()
     plane = space.planes.add(name="/host:CPU")
     names = {1: "model/blocks.0/mlp/fc1/MatMul:_MklMatMul", 2: "Process", 3: "model/blocks.0/mlp/mul:Mul",
-             4: "model/blocks.1/mlp/mul:Mul", 5: "one_step_on_data", 6: "MemoryAllocation", 7: "Start",
+             4: "model/blocks.1/mlp/mul:Mul", 5: "one_step_on_data", 6: "MemoryAllocation",
+             7: "ExecutorState::ProcessAsync::Start",
              8: "multiply_convert_fusion", 9: "BlockUntilReady"}
     for key, name in names.items():
         plane.event_metadata[key].id = key
