@@ -24,6 +24,7 @@ from tfvit.data.info import DATASETS
 from tfvit.errors import UserError
 from tfvit.experiments.report import markdown_table, write_tables
 from tfvit.training.device_defaults import training_defaults
+from tfvit.training.distribution import STRATEGIES, writable
 from tfvit.training.finite_loss import NonFiniteLoss
 from tfvit.training.resume import TrainingInterrupted
 
@@ -105,6 +106,10 @@ def add_run_arguments(parser, datasets=DATASETS, **defaults):
                        help=f"compile train steps with XLA, or not (default: the device's fastest, here "
                             f"{'--jit' if device.jit_compile else '--no-jit'})")),
         ("--seed", dict(type=non_negative_int, default=0)),
+        ("--strategy", dict(choices=STRATEGIES, default="auto",
+                            help="devices: auto (all GPUs when there are two or more), none (one device), mirrored "
+                                 "(this machine's GPUs or logical CPUs), multi_worker (the cluster in TF_CONFIG); "
+                                 "--batch-size stays the global batch")),
         ("--logdir", dict(type=_given_path, default="logs",
                           help="root of the runs, tables and figures (tensorboard --logdir)")),
         ("--limit-train", dict(type=non_negative_int, default=0, help="use only the first N training images")),
@@ -251,7 +256,7 @@ def write_study(results, out_dir, table=None, extra_lines=()):
     paths = write_tables(results, out_dir)
     written = [paths["md"], paths["csv"], paths["json"]]
     if table is not None:
-        written.insert(0, os.path.join(out_dir, "study_table.md"))
+        written.insert(0, os.path.join(writable(out_dir), "study_table.md"))  # write_tables made the folder
         with open(written[0], "w") as f:
             f.write(table + "\n" + "".join(f"\n{line}" for line in extra_lines) + ("\n" if extra_lines else ""))
     print("\n" + (markdown_table(results) if table is None else table) + "\n")

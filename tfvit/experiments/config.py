@@ -12,11 +12,14 @@ import json
 import os
 
 from tfvit.training.device_defaults import resolve as resolve_device_defaults
+from tfvit.training.distribution import STRATEGIES
 from tfvit.training.micro_batches import micro_batch_size
 
 # Fields that say where things are, how a run is labelled or what it keeps, not what it computes: left out
 # of the run's identity, so that the same run read from another data folder resumes and is not trained again.
-NOT_IDENTITY = ("group", "data_dir", "save_best")
+# The devices a run trains on are left out too: the updates are those of one device (tfvit.training.distribution),
+# so a run started on one machine continues on several.
+NOT_IDENTITY = ("group", "data_dir", "save_best", "strategy")
 # Flag destinations whose field has another name.
 FLAG_FIELDS = {"lr": "learning_rate"}
 
@@ -57,11 +60,14 @@ class RunConfig:
     layer_decay: float = 0.0  # layer-wise learning-rate decay factor (0: none)
     data_dir: str = ""     # folder of the datasets' own files ("": $TFVIT_DATA_DIR, then tfds; tfvit.data)
     save_best: bool = False  # also keep the best epoch's model (best.keras, with its optimizer state)
+    strategy: str = "auto"  # the devices: "auto", "none", "mirrored" or "multi_worker" (tfvit.training.distribution)
 
     def __post_init__(self):
         if self.accum > self.batch_size:
             raise ValueError(f"accum={self.accum} is larger than the batch size {self.batch_size}: a micro-batch "
                              f"would be empty. Use --accum {self.batch_size} or fewer, or a larger --batch-size.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r} is not one of {', '.join(STRATEGIES)}.")
         precision, jit = resolve_device_defaults(self.precision, self.jit)
         object.__setattr__(self, "precision", precision)
         object.__setattr__(self, "jit", jit)

@@ -22,6 +22,7 @@ import dataclasses
 import os
 
 from tfvit.experiments.report import markdown
+from tfvit.training.distribution import writable
 from tfvit.training.schedules import scaled_learning_rate
 
 PAPER_BATCHES = (32, 64, 128)
@@ -140,6 +141,6 @@ def comparison_table(pairs):
 def write_comparison(results, out_dir):
     """comparison.md of the study's pairs (empty without ``--compare``); returns the table."""
     table = comparison_table(comparisons(results))
-    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
+    with open(os.path.join(writable(out_dir), "comparison.md"), "w") as f:  # on the chief: out_dir itself
         f.write(table + "\n")
     return table

@@ -14,6 +14,7 @@ import csv
 import os
 
 from tfvit.experiments.json_output import non_finite_keys, write_json
+from tfvit.training.distribution import writable
 
 COLUMNS = [
     ("dataset", lambda r: r["config"]["dataset"]),
@@ -62,7 +63,9 @@ def with_status(result):
 
 def write_tables(results, out_dir, stem="results"):
     """Write ``stem``.csv, .json (full results, curves included, each with its ``status``: ``with_status``;
-    strict JSON, non-finite values as null) and .md; return their paths."""
+    strict JSON, non-finite values as null) and .md; return their paths. On a multi-worker job's other
+    workers, under their temporary folder (``tfvit.training.distribution.writable``): only the chief writes."""
+    out_dir = writable(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("csv", "json", "md")}
     with open(paths["csv"], "w", newline="") as f:
@@ -81,6 +84,7 @@ def _save(fig, path, title):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    path = writable(path)  # only a multi-worker job's chief writes in place
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -10,6 +10,7 @@ optimizer's moments too: three times the weights); ``save_best`` also keeps the 
 best.keras.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,7 +31,7 @@ from tfvit.experiments.report import with_status
 from tfvit.experiments.run_folders import run_folder
 from tfvit.experiments.run_lock import run_lock
 from tfvit.models import model_config
-from tfvit.training import GradientAccumulationModel
+from tfvit.training import GradientAccumulationModel, distribution
 from tfvit.training.callbacks import standard_callbacks
 from tfvit.training.finite_loss import NonFiniteLoss
 from tfvit.training.hparams import RESULT_GROUP, log_run_metrics
@@ -120,14 +121,16 @@ def build_model(config):
     return model, frozen
 
 
-def compile_trainer(config, model, updates_per_epoch):
-    """``model`` (wrapped for accumulation when ``config.accum`` > 1) compiled with the configuration's
+def compile_trainer(config, model, updates_per_epoch, replicas=1):
+    """``model`` (wrapped for accumulation when ``config.accum`` > 1, and on more than one ``replicas``,
+    whose step weighs the replicas' slices by the global batch) compiled with the configuration's
     optimizer, warmup-cosine schedule over ``epochs * updates_per_epoch`` updates, loss and XLA choice."""
     schedule = WarmupCosineDecay(
         config.learning_rate, total_steps=config.epochs * updates_per_epoch,
         warmup_steps=int(round(config.warmup_epochs * updates_per_epoch)),
     )
-    trainer = GradientAccumulationModel(model, accum=config.accum) if config.accum > 1 else model
+    wrap = config.accum > 1 or replicas > 1
+    trainer = GradientAccumulationModel(model, accum=config.accum) if wrap else model
     multipliers = layer_decay_multipliers(model, config.layer_decay) if config.layer_decay else None
     optimizer = build_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay,
                                 lr_multipliers=multipliers)
@@ -148,10 +151,17 @@ def run(config, logdir="logs", verbose=1):
     with ``RunInUse``); damaged files in it are reported on stderr and recovered from (the epoch before a
     damaged resume state, the whole rows of history.csv, a new result for an unreadable result.json). The
     configuration's precision policy holds while the model is built and trained and is put back
-    afterwards, also when training fails."""
-    run_dir = run_folder(config, logdir, create=True, report=_to_stderr)
+    afterwards, also when training fails.
+
+    ``config.strategy`` chooses the devices (``tfvit.training.distribution``); the model is built, compiled,
+    trained and evaluated in its scope. On a multi-worker job every worker reads the chief's folder (a
+    finished result, the resume state to continue from) and only the chief writes in it and holds its
+    lock; the others write under a temporary folder of their own."""
+    distributed = distribution.strategy_for(config.strategy)
+    chief = distribution.is_chief()
+    run_dir = run_folder(config, logdir, create=chief, report=_to_stderr)
     label = os.path.relpath(run_dir, logdir)
-    with run_lock(run_dir, label):
+    with run_lock(run_dir, label) if chief else contextlib.nullcontext():
         result = finished_result(config, run_dir, report=_to_stderr)
         if result is not None:
             if verbose:
@@ -159,14 +169,15 @@ def run(config, logdir="logs", verbose=1):
             return result
         resume_dir = os.path.join(run_dir, "resume")
         saved = latest_state(resume_dir, report=_to_stderr)[0]  # says so when it passes over a damaged state
-        # The rows of epochs the state does not hold are trained again: keep only the whole rows before them.
-        repair_history(run_dir, saved)
+        if chief:  # the rows of epochs the state does not hold are trained again: keep only the whole rows before them
+            repair_history(run_dir, saved)
         if verbose and saved:
             print(f"resuming {label} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
                   f"{label}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
+        out_dir = distribution.writable(run_dir)
         try:
-            with precision(config.precision):
-                result = _train_and_evaluate(config, run_dir, label, verbose)
+            with precision(config.precision), distribution.scope(distributed):
+                result = _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed)
         except TrainingInterrupted:
             raise
         except NonFiniteLoss as diverged:
@@ -174,9 +185,9 @@ def run(config, logdir="logs", verbose=1):
             raise
         except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
             raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
-        write_json(os.path.join(run_dir, "result.json"), with_status(result))
+        write_json(os.path.join(out_dir, "result.json"), with_status(result))
         # The result and the final weights are written: the resume state has nothing left to continue.
-        shutil.rmtree(resume_dir, ignore_errors=True)
+        shutil.rmtree(os.path.join(out_dir, "resume"), ignore_errors=True)
     return result
 
 
@@ -205,7 +216,10 @@ RESULT_METRICS = ("test_accuracy", "test_loss", "time_per_epoch", "first_epoch_t
                   "peak_memory_mb")
 
 
-def _train_and_evaluate(config, run_dir, label, verbose):
+def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=None):
+    """The run in ``run_dir``: its saved state read from there, what it writes put in ``out_dir`` (the same
+    folder but on a multi-worker job's other workers). Training and evaluation batches reach the replicas
+    of ``distributed`` as their slices of the global batches (``distribution.replica_batches``)."""
     keras.utils.set_random_seed(config.seed)
     model, frozen = build_model(config)
     data_dir = config.data_dir or None
@@ -217,16 +231,16 @@ def _train_and_evaluate(config, run_dir, label, verbose):
                            data_dir=data_dir, **kwargs)
 
     augment = config.augment or None
-    test = loader("test")
+    test = distribution.replica_batches(loader("test"), distributed)
     def examples(split, limit):
         return len(tfdata.load_arrays(config.dataset, split, limit=limit or None, data_dir=data_dir)[1])
 
     num_train = examples("train", config.limit_train)
     updates_per_epoch = steps_per_epoch(num_train, config.batch_size)
-    trainer = compile_trainer(config, model, updates_per_epoch)
+    trainer = compile_trainer(config, model, updates_per_epoch, distribution.replicas(distributed))
     metrics = ["train/epoch_loss", "validation/epoch_loss", "validation/epoch_accuracy"]
     callbacks = standard_callbacks(
-        run_dir, monitor="val_accuracy", batch_size=config.batch_size, best_checkpoint=config.save_best,
+        out_dir, monitor="val_accuracy", batch_size=config.batch_size, best_checkpoint=config.save_best,
         hparams=_run_hparams(config, model, trainer, num_train, examples("test", config.limit_test)),
         hparams_metrics=metrics + [f"{RESULT_GROUP}/{key}" for key in RESULT_METRICS],
         early_stopping_patience=config.patience or None,
@@ -234,14 +248,15 @@ def _train_and_evaluate(config, run_dir, label, verbose):
     resume_dir = os.path.join(run_dir, "resume")
     started = time.perf_counter()
     fit_resumable(
-        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs, resume_dir,
-        updates_per_epoch, callbacks=callbacks, name=label, validation_data=test, verbose=verbose,
+        trainer, lambda epoch: loader("train", augment=augment, epoch=epoch), config.epochs,
+        os.path.join(out_dir, "resume"), updates_per_epoch, restore_from=resume_dir, callbacks=callbacks, name=label,
+        validation_data=test, verbose=verbose,
         report=lambda message: None,  # run() has reported the state's damage, if any
     )
     wall = time.perf_counter() - started
     test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
-    save_final_weights(model, os.path.join(run_dir, "model.weights.h5"))
-    history = read_history(run_dir)
+    save_final_weights(model, os.path.join(out_dir, "model.weights.h5"))
+    history = read_history(out_dir)
     traced = traced_epochs(resume_dir)
     stats = tfvit.stats(model)
     result = {
@@ -274,7 +289,7 @@ def _train_and_evaluate(config, run_dir, label, verbose):
         "batch_norm": any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()),
         "history": history,
     }
-    log_run_metrics(run_dir, {key: result[key] for key in RESULT_METRICS}, step=result["epochs_run"])
+    log_run_metrics(out_dir, {key: result[key] for key in RESULT_METRICS}, step=result["epochs_run"])
     return result
 
 

@@ -183,21 +183,29 @@ def keep_mask(shape, rate, layer_seed, seed_generator, dtype):
 
 def replica_first_example(local_batch):
     """Index in the global batch of this replica's first example under ``tf.distribute`` (0 on one
-    device, and on JAX, whose train step sees the global batch).
+    device, and on JAX, whose train step sees the global batch); ``replica_slice``'s first value."""
+    return replica_slice(local_batch)[0]
 
-    tf.distribute cuts a global batch into consecutive per-replica slices; their sizes can differ
-    in a short last batch, so the offset is the sum of the sizes of the replicas before this one.
+
+def replica_slice(local_batch):
+    """(first, total): where this replica's ``local_batch`` examples start in the global batch under
+    ``tf.distribute``, and the global batch's size ((0, local_batch) on one device and on JAX, whose
+    train step sees the global batch).
+
+    tf.distribute cuts a global batch into consecutive per-replica slices
+    (``tfvit.training.distribution.replica_batches`` does so explicitly); their sizes can differ in a
+    short last batch, so the offset is the sum of the sizes of the replicas before this one.
     """
     if keras.backend.backend() != "tensorflow":
-        return 0
+        return 0, local_batch
     import tensorflow as tf
 
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
-        return 0
+        return 0, local_batch
     sizes = context.all_gather(tf.reshape(tf.cast(local_batch, tf.int32), [1]), axis=0)
     before = tf.range(context.num_replicas_in_sync) < tf.cast(context.replica_id_in_sync_group, tf.int32)
-    return tf.reduce_sum(tf.where(before, sizes, 0))
+    return tf.reduce_sum(tf.where(before, sizes, 0)), tf.reduce_sum(sizes)
 
 
 def optimizer_update(optimizer, optimizer_variables=None):

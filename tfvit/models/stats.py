@@ -10,6 +10,7 @@ batch size 1, so it holds for any Keras model, tfvit's or a user's (TensorFlow b
 import dataclasses
 import math
 
+import keras
 import numpy as np
 
 from tfvit.layers import xla_cluster
@@ -19,7 +20,7 @@ from tfvit.layers import xla_cluster
 class ModelStats:
     params: int            # all weights (trainable + non-trainable)
     trainable_params: int
-    macs: int              # per image
+    macs: int              # per image (None off the TensorFlow backend)
     input_shape: tuple     # (H, W, C)
 
 
@@ -100,8 +101,10 @@ def _graph_macs(graph):
 
 
 def stats(model, input_shape=None):
-    """``ModelStats`` of a built Keras model: parameter counts and MACs per image."""
+    """``ModelStats`` of a built Keras model: parameter counts and MACs per image (``count_macs``; None under
+    another Keras backend than TensorFlow, whose graph it counts)."""
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
     shape = tuple(input_shape or model.input_shape[1:])
-    return ModelStats(params=total, trainable_params=trainable, macs=count_macs(model, shape), input_shape=shape)
+    macs = count_macs(model, shape) if keras.backend.backend() == "tensorflow" else None
+    return ModelStats(params=total, trainable_params=trainable, macs=macs, input_shape=shape)

@@ -1,20 +1,40 @@
-"""Training: exact gradient accumulation, optimizers and schedules, precision, callbacks, resume."""
+"""Training: exact gradient accumulation, optimizers and schedules, precision, callbacks, resume, distribution.
 
-from tfvit.training.accumulation import GradientAccumulationModel
-from tfvit.training.callbacks import StepScalars, TrainingSpeed, log_hparams, standard_callbacks
-from tfvit.training.device_defaults import TrainingDefaults, training_defaults
-from tfvit.training.finetune import FinetuneSummary, freeze_for_finetuning, layer_decay_multipliers, layer_ids
-from tfvit.training.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
-from tfvit.training.micro_batches import micro_batch_layout, micro_batch_size
-from tfvit.training.optimizers import DEFAULT_NO_DECAY, build_optimizer
-from tfvit.training.precision import precision, set_precision
-from tfvit.training.resume import ResumableTraining, TrainingInterrupted, fit_resumable, resume_epoch
-from tfvit.training.schedules import WarmupCosineDecay, scaled_learning_rate, steps_per_epoch
+Each name loads its module on first use (PEP 562), so ``from tfvit.training import GradientAccumulationModel``
+needs no TensorFlow under ``KERAS_BACKEND=jax``; the callbacks write TensorBoard files with it.
+"""
 
-__all__ = [
-    "DEFAULT_NO_DECAY", "FinetuneSummary", "GradientAccumulationModel", "NonFiniteLoss", "ResumableTraining",
-    "StepScalars", "StopOnNonFiniteLoss", "TrainingDefaults", "TrainingInterrupted", "TrainingSpeed",
-    "WarmupCosineDecay", "build_optimizer", "fit_resumable", "freeze_for_finetuning", "layer_decay_multipliers",
-    "layer_ids", "log_hparams", "micro_batch_layout", "micro_batch_size", "precision", "resume_epoch",
-    "scaled_learning_rate", "set_precision", "standard_callbacks", "steps_per_epoch", "training_defaults",
-]
+import importlib
+
+# The function shares its module's name: bound now, or importing the module would put the module in its place.
+from tfvit.training.precision import precision, set_precision  # noqa: F401 (Keras only)
+
+# Public name -> the module that defines it.
+_NAMES = {
+    "GradientAccumulationModel": "accumulation",
+    "StepScalars": "callbacks", "TrainingSpeed": "callbacks", "log_hparams": "callbacks",
+    "standard_callbacks": "callbacks",
+    "TrainingDefaults": "device_defaults", "training_defaults": "device_defaults",
+    "replica_batches": "distribution", "strategy_for": "distribution",
+    "FinetuneSummary": "finetune", "freeze_for_finetuning": "finetune", "layer_decay_multipliers": "finetune",
+    "layer_ids": "finetune",
+    "NonFiniteLoss": "finite_loss", "StopOnNonFiniteLoss": "finite_loss",
+    "micro_batch_layout": "micro_batches", "micro_batch_size": "micro_batches",
+    "DEFAULT_NO_DECAY": "optimizers", "build_optimizer": "optimizers",
+    "ResumableTraining": "resume", "TrainingInterrupted": "resume", "fit_resumable": "resume",
+    "resume_epoch": "resume",
+    "WarmupCosineDecay": "schedules", "scaled_learning_rate": "schedules", "steps_per_epoch": "schedules",
+}
+__all__ = sorted([*_NAMES, "precision", "set_precision"])
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"tfvit.training.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfvit.training' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -14,45 +14,18 @@ masks as for the whole batch: each micro-batch runs inside ``keyed_random.exampl
 the optimizer's update count and the index of its first example in the effective batch (global
 across tf.distribute replicas), on which tfvit's stochastic layers key their draws.
 
-The TensorFlow train step is below; the JAX one, the same computation in Keras's stateless JAX
-trainer, is in ``accumulation_jax.py``.
+The train steps are in ``accumulation_tf.py`` (TensorFlow) and ``accumulation_jax.py`` (the same
+computation in Keras's stateless JAX trainer); each backend's is imported when it first trains, so
+this module, like ``tfvit.layers`` and ``tfvit.models``, needs no TensorFlow under JAX.
 
 This is the "gradient accumulation" of the GAO study (../shared/seeds/002): done this way it trains
 exactly like the large batch B while holding activations for only m examples at a time.
 """
 
 import keras
-import tensorflow as tf
 
 from tfvit import _validation as check
-from tfvit.layers import keyed_random
-from tfvit.training.micro_batches import micro_batch_layout
-
-
-def _leading_dim(structure):
-    leaves = [t for t in keras.tree.flatten(structure) if t is not None]
-    return tf.shape(leaves[0])[0]
-
-
-def _to_micro_batches(structure, padded, micro):
-    """Zero-pad every tensor of ``structure`` along axis 0 to ``padded`` rows, then reshape to
-    (padded / micro, micro, ...). Static micro-batch shapes keep the loop XLA-compilable."""
-
-    def split(t):
-        if t is None:
-            return None
-        t = tf.convert_to_tensor(t)
-        pad = [[0, padded - tf.shape(t)[0]]] + [[0, 0]] * (t.shape.rank - 1)
-        t = tf.pad(t, pad)
-        return tf.reshape(t, tf.concat([[padded // micro, micro], tf.shape(t)[1:]], axis=0))
-
-    return None if structure is None else keras.tree.map_structure(split, structure)
-
-
-def _dense(gradient, variable):
-    if gradient is None:
-        return tf.zeros_like(variable)
-    return tf.convert_to_tensor(gradient)  # IndexedSlices (from gathers) accumulate as dense tensors
+from tfvit.training import distribution
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
@@ -106,9 +79,10 @@ class GradientAccumulationModel(keras.Model):
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
 
-    def _weight_regularization(self):
-        penalties = [v.regularizer(v) for v in self.trainable_weights if v.regularizer is not None]
-        return tf.add_n([tf.cast(p, tf.float32) for p in penalties]) if penalties else None
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's own fails under MultiWorkerMirroredStrategy (distribution.symbolic_build says why).
+        if not distribution.symbolic_build(self, iterator, data_batch):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, *args):
         """``train_step(data)`` on TensorFlow; ``train_step(state, data) -> (logs, state)`` on JAX, whose
@@ -117,75 +91,13 @@ class GradientAccumulationModel(keras.Model):
             from tfvit.training import accumulation_jax  # imports jax: only on that backend
 
             return accumulation_jax.train_step(self, *args)
-        return self._tensorflow_train_step(*args)
+        from tfvit.training import accumulation_tf  # imports tensorflow: only on that backend
 
-    def _tensorflow_train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.trainable_weights
-        if not variables:
-            raise ValueError(f"model {self.model.name!r} has no trainable weights: nothing to train.")
+        return accumulation_tf.train_step(self, *args)
 
-        batch = _leading_dim(x)
-        micro, count, padded = micro_batch_layout(batch, self.accum)
-        # Real examples weigh 1 (or their sample weight), padding weighs 0.
-        weights = tf.sequence_mask(batch, padded, dtype=tf.float32)
-        if sample_weight is not None:
-            weights *= tf.pad(tf.cast(sample_weight, tf.float32), [[0, padded - batch]])
-        xs, ys = _to_micro_batches(x, padded, micro), _to_micro_batches(y, padded, micro)
-        ws = tf.reshape(weights, (count, micro))
-        share = tf.cast(micro, tf.float32) / tf.cast(batch, tf.float32)  # m / B
-        update = keyed_random.optimizer_update(self.optimizer)  # read before the update is applied
-        first = keyed_random.replica_first_example(batch)
-
-        # Predictions are kept (as float32) so the metrics see the real examples of the batch once,
-        # in one update after the loop, exactly as without accumulation.
-        output_spec = self.compute_output_spec(
-            keras.tree.map_structure(lambda t: keras.KerasTensor(t.shape[1:], dtype=t.dtype), xs), training=True
-        )
-        prediction_spec = keras.tree.flatten(output_spec)
-        predictions = [tf.TensorArray(tf.float32, size=count, element_shape=p.shape) for p in prediction_spec]
-
-        def body(i, loss_sum, accumulated, predictions):
-            take = lambda t: None if t is None else t[i]
-            x_i, y_i, w_i = keras.tree.map_structure(take, xs), None, ws[i]
-            if ys is not None:
-                y_i = keras.tree.map_structure(take, ys)
-            with tf.GradientTape() as tape, keyed_random.example_keyed_draws(update, first + i * micro, micro):
-                y_pred = self(x_i, training=True)
-                loss = self.compute_loss(x=x_i, y=y_i, y_pred=y_pred, sample_weight=w_i, training=True)
-                loss = tf.cast(loss, tf.float32) * share
-                scaled = self.optimizer.scale_loss(loss)
-            gradients = tape.gradient(scaled, variables)
-            accumulated = [a + _dense(g, v) for a, g, v in zip(accumulated, gradients, variables)]
-            predictions = [ta.write(i, tf.cast(p, tf.float32)) for ta, p in zip(predictions, keras.tree.flatten(y_pred))]
-            return i + 1, loss_sum + loss, accumulated, predictions
-
-        zeros = [tf.zeros(v.shape, v.dtype) for v in variables]
-        _, loss_sum, gradients, predictions = tf.while_loop(
-            lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0.0), zeros, predictions),
-            parallel_iterations=1,  # micro-batches run one after another: that is the memory saving
-        )
-        y_pred = keras.tree.pack_sequence_as(output_spec, [
-            tf.reshape(ta.stack(), tf.concat([[padded], tf.shape(ta.stack())[2:]], axis=0))[:batch]
-            for ta in predictions
-        ])
-
-        # Each micro-batch loss carried the weight penalty with weight m/B; together count*m/B >= 1.
-        # Take back the excess so the penalty counts exactly once (nothing to do when N divides B).
-        excess = tf.cast(padded, tf.float32) / tf.cast(batch, tf.float32) - 1.0
-        if any(v.regularizer is not None for v in variables):
-            with tf.GradientTape() as tape:
-                penalty = self._weight_regularization()
-                correction = -excess * penalty
-                scaled = self.optimizer.scale_loss(correction)
-            gradients = [g + _dense(c, v) for g, c, v in zip(gradients, tape.gradient(scaled, variables), variables)]
-            loss_sum += correction
-
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        # Keras scales the loss down by the number of replicas for the all-reduce sum; report it unscaled.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self._loss_tracker.update_state(loss_sum * replicas, sample_weight=batch)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    def test_step(self, *args):
+        logs = super().test_step(*args)
+        return logs if keras.backend.backend() == "jax" else distribution.synchronized_logs(self, logs)
 
     def get_config(self):
         return {

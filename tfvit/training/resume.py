@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from tfvit.errors import UserError
+from tfvit.training.distribution import numpy_value, replica_batches
 from tfvit.training.resume_state import latest_state, read_variables, write_state
 
 # Counters that Keras callbacks reset in on_train_begin and that a resumed run must keep.
@@ -135,7 +136,7 @@ class ResumableTraining(keras.callbacks.Callback):
                 setattr(callback, name, value)
 
     def on_epoch_end(self, epoch, logs=None):
-        arrays = [keras.ops.convert_to_numpy(v.value) for v in self._variables()]
+        arrays = [numpy_value(v) for v in self._variables()]
         counters = [
             {name: _plain(getattr(c, name)) for name in CALLBACK_COUNTERS if _plain(getattr(c, name, None)) is not None}
             for c in self.tracked_callbacks
@@ -160,7 +161,7 @@ def _plain(value):
 
 
 def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch, callbacks=(), name=None,
-                  report=None, **fit_kwargs):
+                  report=None, restore_from=None, **fit_kwargs):
     """``model.fit`` that continues a run saved in ``directory``.
 
     ``dataset_from_epoch(epoch)`` returns a batched ``tf.data.Dataset`` whose successive passes are
@@ -171,13 +172,19 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     (``name``, default ``directory``), the epoch in progress and the epochs saved. A damaged saved state is
     passed over for the one before it, told to ``report`` (default: stderr); a state that cannot be written
     raises ``StateNotSaved``.
+
+    ``restore_from``: the folder whose state is continued, when it is not ``directory`` (a multi-worker job's
+    other workers save in a temporary folder of their own and continue from the chief's state). Under a
+    ``tf.distribute`` strategy of several replicas (the model's), each replica gets its slice of every batch
+    (``tfvit.training.distribution.replica_batches``).
     """
-    saved = latest_state(directory, report=report)
+    restore_from = directory if restore_from is None else restore_from
+    saved = latest_state(restore_from, report=report)
     start = saved[0]
     if start >= epochs:
         return None
     # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
-    stream = dataset_from_epoch(start).repeat()
+    stream = replica_batches(dataset_from_epoch(start).repeat(), getattr(model, "distribute_strategy", None))
     callbacks = list(callbacks)
     resume = ResumableTraining(directory, callbacks, restore=saved)
     fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
@@ -189,4 +196,4 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     except KeyboardInterrupt as interrupt:
         # A state is complete once renamed into place: an interrupt inside on_epoch_end's writes leaves the
         # previous epoch's state, and that is what a restart continues from.
-        raise TrainingInterrupted(directory if name is None else name, resume_epoch(directory), epochs) from interrupt
+        raise TrainingInterrupted(directory if name is None else name, resume_epoch(restore_from), epochs) from interrupt

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from tfvit.training.distribution import writable
+
 
 def display_images(images, mean=None, std=None):
     """Images as float32 RGB in [0, 1] for display: (B, H, W, 3).
@@ -103,7 +105,7 @@ def overlay_grid(images, maps, path=None, titles=None, row_labels=None, alpha=0.
                 ax.set_title(str(titles[col]), fontsize=9)
     if path is None:
         return figure
-    path = os.fspath(path)
+    path = writable(os.fspath(path))  # only a multi-worker job's chief writes in place
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=dpi, format="png")
     figure.clear()
