@@ -12,7 +12,6 @@ and 1e-6 elsewhere.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,24 +20,14 @@ import time
 import numpy as np
 
 from tests.recipes.loading import ROOT
-from tests.recipes.test_gao_swin import final_variables
 from tfvit.training.resume import resume_epoch
+from tools import localhost_workers
 
 
 def arguments(data_dir, logdir, epochs=1):
     return ["--dataset", "mnist", "--data-dir", str(data_dir), "--model", "vit_mnist_patch4_28", "--batch-size", "32",
             "--accum", "2", "--epochs", str(epochs), "--limit-train", "128", "--limit-test", "64", "--optimizer", "sgd",
             "--lr", "0.05", "--precision", "float32", "--no-jit", "--verbose", "0", "--logdir", str(logdir)]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def environment(tmp_path, **extra):
@@ -49,15 +38,8 @@ def environment(tmp_path, **extra):
 
 
 def start_workers(args, tmp_path):
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = []
-    for index in range(2):
-        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        processes.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "recipes" / "gao_swin.py"), *args, "--strategy", "multi_worker"],
-            env=environment(tmp_path, TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
-    return processes
+    return localhost_workers.start_workers("gao_swin", args, 2, env=environment(tmp_path), stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True)
 
 
 def finish(processes, timeout=420):
@@ -76,18 +58,12 @@ def single_process(data_dir, logdir, tmp_path, epochs=1):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def result(logdir):
-    [found] = json.loads((logdir / "gao_swin" / "mnist" / "results.json").read_text())
-    return found
-
-
 def assert_same_training(distributed, single):
     """Same final test loss and weights as the single process."""
-    a, b = result(distributed), result(single)
+    a, b = localhost_workers.study_result(distributed), localhost_workers.study_result(single)
     assert abs(a["test_loss"] - b["test_loss"]) <= 1e-4 * abs(b["test_loss"]), (a["test_loss"], b["test_loss"])
     assert a["updates"] == b["updates"] and a["test_accuracy"] == b["test_accuracy"]
-    [weights_a] = final_variables(distributed / "gao_swin" / "mnist").values()
-    [weights_b] = final_variables(single / "gao_swin" / "mnist").values()
+    weights_a, weights_b = localhost_workers.final_weights(distributed), localhost_workers.final_weights(single)
     assert len(weights_a) == len(weights_b) > 0
     differences = [float(np.abs(x - y).max()) for x, y in zip(weights_a, weights_b)]
     assert max(differences) < 1e-5, max(differences)
