@@ -236,6 +236,8 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
         return len(tfdata.load_arrays(config.dataset, split, limit=limit or None, data_dir=data_dir)[1])
 
     num_train = examples("train", config.limit_train)
+    distribution.check_even_batches(distributed, config.batch_size,
+                                    {"train": num_train, "test": examples("test", config.limit_test)})
     updates_per_epoch = steps_per_epoch(num_train, config.batch_size)
     trainer = compile_trainer(config, model, updates_per_epoch, distribution.replicas(distributed))
     metrics = ["train/epoch_loss", "validation/epoch_loss", "validation/epoch_accuracy"]
@@ -254,7 +256,8 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
         report=lambda message: None,  # run() has reported the state's damage, if any
     )
     wall = time.perf_counter() - started
-    test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
+    with distribution.expected_end_of_data(distributed):
+        test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
     save_final_weights(model, os.path.join(out_dir, "model.weights.h5"))
     history = read_history(out_dir)
     traced = traced_epochs(resume_dir)

@@ -143,6 +143,7 @@ def replica_batches(dataset, distribution):
         mine = range(context.input_pipeline_id * local, (context.input_pipeline_id + 1) * local)
 
         def split(*batch):
+            batch = batch[0] if len(batch) == 1 else batch  # tf.data passes a tuple element as arguments
             size = tf.shape(tf.nest.flatten(batch)[0])[0]
             bounds = tf.range(total + 1) * size // total
             pieces = [tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[bounds[r]:bounds[r + 1]], batch))
@@ -256,3 +257,36 @@ def numpy_value(variable):
             value = value._get_on_device_or_primary() if hasattr(value, "_get_on_device_or_primary") else \
                 tf.distribute.get_strategy().experimental_local_results(value)[0]
     return keras.ops.convert_to_numpy(value)
+
+
+@contextlib.contextmanager
+def expected_end_of_data(distribution):
+    """Silence Keras's "Your input ran out of data" while ``fit`` or ``evaluate`` reads ``replica_batches`` of a
+    finite dataset under ``distribution``: such a dataset has no length Keras can use (tf.distribute counts
+    a worker's elements, one per local replica and batch), so Keras warns at the end of every evaluation,
+    which is where the data is meant to end. Nothing changes on one replica."""
+    if replicas(distribution) == 1:
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
+
+
+def check_even_batches(distribution, batch_size, examples):
+    """On JAX, refuse batches that ``distribution``'s devices cannot share equally: Keras lays each batch out
+    across them in equal parts, so the batch size and each split's last, shorter batch (``examples``:
+    {split: number of examples}) must divide by the number of devices. (tf.distribute takes uneven slices.)"""
+    devices = replicas(distribution)
+    if keras.backend.backend() != "jax" or devices == 1:
+        return
+    for split, count in examples.items():
+        sizes = {batch_size} | ({count % batch_size} if count % batch_size else set())
+        uneven = sorted(size for size in sizes if size % devices)
+        if uneven:
+            raise StrategyError(
+                f"the {split} split's {count} examples come in batches of {sorted(sizes, reverse=True)}, and "
+                f"keras.distribution.DataParallel shares every batch equally among the {devices} devices: use a "
+                f"--batch-size and a number of examples (--limit-{split}) that divide by {devices}.")

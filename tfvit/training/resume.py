@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from tfvit.errors import UserError
-from tfvit.training.distribution import numpy_value, replica_batches
+from tfvit.training.distribution import expected_end_of_data, numpy_value, replica_batches
 from tfvit.training.resume_state import latest_state, read_variables, write_state
 
 # Counters that Keras callbacks reset in on_train_begin and that a resumed run must keep.
@@ -184,13 +184,15 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     if start >= epochs:
         return None
     # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
-    stream = replica_batches(dataset_from_epoch(start).repeat(), getattr(model, "distribute_strategy", None))
+    strategy = getattr(model, "distribute_strategy", None)
+    stream = replica_batches(dataset_from_epoch(start).repeat(), strategy)
     callbacks = list(callbacks)
     resume = ResumableTraining(directory, callbacks, restore=saved)
     fit_kwargs.setdefault("shuffle", False)  # the dataset is shuffled by its own seeds
     try:
-        return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                         callbacks=callbacks + [resume], **fit_kwargs)
+        with expected_end_of_data(strategy):  # of the validation data, when it is distributed too
+            return model.fit(stream, initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                             callbacks=callbacks + [resume], **fit_kwargs)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as interrupt:
