@@ -24,7 +24,7 @@ from tfvit.data.info import DATASETS
 from tfvit.errors import UserError
 from tfvit.experiments.report import markdown_table, write_tables
 from tfvit.training.device_defaults import training_defaults
-from tfvit.training.distribution import STRATEGIES, writable
+from tfvit.training.distribution import STRATEGIES, strategy_for, writable
 from tfvit.training.finite_loss import NonFiniteLoss
 from tfvit.training.resume import TrainingInterrupted
 
@@ -218,18 +218,32 @@ def _debug_flag(argv):
         return False
 
 
+def _strategy_flag(argv):
+    """The ``--strategy`` that ``argv`` asks for (None when it names none or argparse would refuse it)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--strategy")
+    try:
+        return parser.parse_known_args(argv)[0].strategy
+    except SystemExit:
+        return None
+
+
 def run_recipe(main, argv=None):
     """Run a recipe's ``main(argv)`` as a command (``if __name__ == "__main__": run_recipe(main)``).
 
     A user's error (``user_error``) prints ``error: <message>`` (one paragraph) on stderr and exits with
     status 1; Ctrl-C prints one line on stderr (for a run: the epoch it stopped in and the epochs saved,
     ``TrainingInterrupted``) and exits with 130, as shells report SIGINT. With ``--debug`` both are raised
-    with their traceback; any other exception always is. argparse's own errors exit with 2 as usual."""
+    with their traceback; any other exception always is. argparse's own errors exit with 2 as usual.
+    ``--strategy multi_worker`` joins the cluster of ``TF_CONFIG`` first, before the recipe runs anything."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug_flag(argv)
     source = getattr(getattr(main, "__code__", None), "co_filename", None)
     code_folders = [os.path.dirname(os.path.abspath(source))] if source else []
     try:
+        if _strategy_flag(argv) == "multi_worker":
+            # MultiWorkerMirroredStrategy must join its cluster before TensorFlow runs anything in the process.
+            strategy_for("multi_worker")
         return main(argv)
     except KeyboardInterrupt as interrupt:
         if debug:
