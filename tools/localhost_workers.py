@@ -52,16 +52,21 @@ def start_workers(recipe, args, count=2, env=None, **popen):
     return processes
 
 
-def final_weights(logdir):
-    """The arrays of the one model.weights.h5 under ``logdir``, in the file's order of names."""
+def weights_file_arrays(path):
+    """The arrays of a Keras ``.weights.h5`` file, ordered by their names in it."""
     import h5py
 
-    [path] = glob.glob(os.path.join(logdir, "**", "model.weights.h5"), recursive=True)
     arrays = []
     with h5py.File(path, "r") as stored:
         stored.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset)
                           else None)
     return [value for _, value in sorted(arrays, key=lambda pair: pair[0])]
+
+
+def final_weights(logdir):
+    """The arrays of the one model.weights.h5 under ``logdir``."""
+    [path] = glob.glob(os.path.join(logdir, "**", "model.weights.h5"), recursive=True)
+    return weights_file_arrays(path)
 
 
 def study_result(logdir):

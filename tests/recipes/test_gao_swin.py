@@ -19,6 +19,7 @@ from tests.recipes.loading import ROOT, load_recipe
 from tfvit.experiments import gao
 from tfvit.training import training_defaults
 from tfvit.training.resume import resume_epoch
+from tools.localhost_workers import weights_file_arrays
 
 
 def quick(data_dir):
@@ -29,14 +30,8 @@ def quick(data_dir):
 
 def final_variables(out_dir):
     """The final weights of every finished run under ``out_dir`` (its model.weights.h5), by run folder."""
-    found = {}
-    for path in glob.glob(str(out_dir / "*" / "*" / "model.weights.h5")):
-        arrays = []
-        with h5py.File(path, "r") as stored:
-            stored.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset)
-                              else None)
-        found[str(Path(path).parent.relative_to(out_dir))] = [value for _, value in sorted(arrays, key=lambda a: a[0])]
-    return found
+    return {str(Path(path).parent.relative_to(out_dir)): weights_file_arrays(path)
+            for path in glob.glob(str(out_dir / "*" / "*" / "model.weights.h5"))}
 
 
 def tags(directory):

@@ -80,3 +80,62 @@ def test_replica_batches_cut_every_batch_into_consecutive_slices():
             return make(tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2))
 
     assert [list(map(int, p)) for p in distribution.replica_batches(dataset, SecondWorker())] == [[2, 3], [6, 7], [9]]
+
+
+UNEVEN_METRICS = """
+import json
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tfvit.training import GradientAccumulationModel, distribution
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(3, 5)).astype("float32") * 3, np.array([0, 1, 2])
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)  # one batch of 3: the replicas get 1 and 2 examples
+
+def logs(strategy):
+    with distribution.scope(strategy):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+        trainer = GradientAccumulationModel(model, accum=1)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"],
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batches = distribution.replica_batches(data, strategy)
+    seen = {"evaluate": [], "fit": []}  # the logs of each batch, as the progress bar and StepScalars get them
+
+    class Record(keras.callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen["evaluate"].append({k: float(np.asarray(v).reshape(())) for k, v in logs.items()})
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["fit"].append({k: float(np.asarray(v).reshape(())) for k, v in logs.items()})
+
+    with distribution.expected_end_of_data(strategy):
+        evaluated = trainer.evaluate(batches, verbose=0, return_dict=True, callbacks=[Record()])
+        trained = trainer.fit(batches, epochs=1, verbose=0, callbacks=[Record()]).history
+    return {"evaluate": evaluated, "fit": {k: v[0] for k, v in trained.items()},
+            "evaluate batch": seen["evaluate"][0], "fit batch": seen["fit"][0]}
+
+print(json.dumps({"single": logs(None), "mirrored": logs(distribution.strategy_for("mirrored"))}))
+"""
+
+
+def test_metrics_of_uneven_replica_slices_are_those_of_the_whole_batch(tmp_path):
+    # Keras's per-batch logs average the replicas' own means, which weighs 1 example like 2 (its epoch logs read
+    # the summed metric variables): both must be one device's.
+    import os
+    import subprocess
+    import sys
+
+    from tests.recipes.loading import ROOT
+
+    done = subprocess.run([sys.executable, "-c", UNEVEN_METRICS], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for step in ("evaluate", "fit", "evaluate batch", "fit batch"):
+        single, mirrored = report["single"][step], report["mirrored"][step]
+        assert set(single) == set(mirrored) and single, report
+        for name in single:
+            assert abs(single[name] - mirrored[name]) <= 1e-6 * max(1.0, abs(single[name])), (step, name, report)

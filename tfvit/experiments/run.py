@@ -235,15 +235,14 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
     def examples(split, limit):
         return len(tfdata.load_arrays(config.dataset, split, limit=limit or None, data_dir=data_dir)[1])
 
-    num_train = examples("train", config.limit_train)
-    distribution.check_even_batches(distributed, config.batch_size,
-                                    {"train": num_train, "test": examples("test", config.limit_test)})
+    num_train, num_test = examples("train", config.limit_train), examples("test", config.limit_test)
+    distribution.check_even_batches(distributed, config.batch_size, {"train": num_train, "test": num_test})
     updates_per_epoch = steps_per_epoch(num_train, config.batch_size)
     trainer = compile_trainer(config, model, updates_per_epoch, distribution.replicas(distributed))
     metrics = ["train/epoch_loss", "validation/epoch_loss", "validation/epoch_accuracy"]
     callbacks = standard_callbacks(
         out_dir, monitor="val_accuracy", batch_size=config.batch_size, best_checkpoint=config.save_best,
-        hparams=_run_hparams(config, model, trainer, num_train, examples("test", config.limit_test)),
+        hparams=_run_hparams(config, model, trainer, num_train, num_test),
         hparams_metrics=metrics + [f"{RESULT_GROUP}/{key}" for key in RESULT_METRICS],
         early_stopping_patience=config.patience or None,
     )

@@ -92,7 +92,8 @@ def problem1_table(results):
     body = []
     for r in results:
         paper = PUBLISHED1.get(r["group"])
-        body.append([r["group"], f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e6:.0f}", f"{100 * r['test_accuracy']:.2f}",
+        macs = f"{r['macs'] / 1e6:.0f}" if r["macs"] is not None else "n/a"  # None: counted on TensorFlow only
+        body.append([r["group"], f"{r['params'] / 1e6:.2f}", macs, f"{100 * r['test_accuracy']:.2f}",
                      f"{r['time_per_epoch']:.1f}", ", ".join(map(str, paper)) if paper else ""])
     return markdown(header, body)
 

@@ -218,9 +218,10 @@ def synchronized_logs(model, logs):
     """A train or test step's ``logs`` as the metrics of the whole global batch, the same on every replica.
 
     Inside a step under ``tf.distribute`` each replica's metrics hold its own examples; Keras averages the
-    replicas' results afterwards, which is the global value only when every replica had as many examples,
-    and under MultiWorkerMirroredStrategy fails on scalars (it reduces along an axis 0 that they lack:
-    keras-team/keras#20585). Here the metrics' variables are summed (or averaged, as each variable's
+    replicas' results into the logs of each batch (what the progress bar, ``StepScalars`` and the NaN check
+    see; its epoch logs read the summed variables), which is the global value only when every replica had
+    as many examples, and under MultiWorkerMirroredStrategy fails on scalars (it reduces along an axis 0
+    that they lack: keras-team/keras#20585). Here the metrics' variables are summed (or averaged, as each variable's
     ``aggregation`` says) across the replicas and every result computed from those, so a Mean such as the
     loss or the accuracy is sum(total) / sum(count) exactly; under a multi-worker strategy each value is
     given a length-1 axis for Keras's reduction. ``logs`` unchanged on one replica and off TensorFlow."""
