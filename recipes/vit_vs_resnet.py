@@ -6,8 +6,9 @@ parameters, MACs, test accuracy and time per epoch:
 Problem 2: Swin-Tiny and Swin-Small on CIFAR-100 at 224x224: linear probe and full fine-tuning of ImageNet
 weights, and training from scratch (the study's two columns were the first two; see
 tfvit/experiments/vit_vs_resnet.py):
+    python recipes/vit_vs_resnet.py --problem 2 --pretrained --epochs 5     # the registry's timm checkpoints
     python recipes/vit_vs_resnet.py --problem 2 --checkpoint Swin-Tiny=swin_tiny.safetensors \\
-        --checkpoint Swin-Small=swin_small.safetensors --epochs 5
+        --checkpoint Swin-Small=hf-hub:microsoft/swin-small-patch4-window7-224 --epochs 5
     tensorboard --logdir logs/vit_vs_resnet/problem1_cifar10           # this study's curves, one run per <arm>/<settings>
 
 Writes, under <logdir>/vit_vs_resnet/problem<N>_<dataset>/: one TensorBoard run per model, results.csv /
@@ -23,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfvit.experiments import RunConfig, plot_runs, run_all  # noqa: E402
 from tfvit.experiments import vit_vs_resnet as study  # noqa: E402
 from tfvit.experiments.cli import (  # noqa: E402
-    add_run_arguments, checkpoint_pair, comma_list, existing_checkpoints, prepare_logdir, run_recipe, write_study,
+    UsageError, add_checkpoint_arguments, add_run_arguments, comma_list, prepare_logdir, resolve_checkpoints,
+    run_recipe, write_study,
 )
 
 
@@ -34,8 +36,7 @@ def parse(argv=None):
                    + "; problem 2: " + ", ".join(study.PROBLEM2_MODELS) + " (default: all)")
     p.add_argument("--arms", type=comma_list, default=list(study.ARMS),
                    help="problem 2: comma-separated from head, full, scratch")
-    p.add_argument("--checkpoint", action="append", type=checkpoint_pair, default=[], metavar="MODEL=PATH",
-                   help="problem 2: ImageNet .safetensors for Swin-Tiny / Swin-Small (repeatable)")
+    add_checkpoint_arguments(p, "problem 2: Swin-Tiny or Swin-Small; ImageNet weights")
     # --dataset: cifar10 for problem 1, cifar100 for problem 2 (as the study) unless given.
     add_run_arguments(p, datasets=("cifar10", "cifar100"), dataset=None, epochs=30, batch_size=128, lr=1e-3,
                       augment="crop_flip")
@@ -47,9 +48,14 @@ def main(argv=None):
     dataset = args.dataset or ("cifar10" if args.problem == "1" else "cifar100")
     base = RunConfig.from_args(args, model="", dataset=dataset)
     if args.problem == "1":
+        if args.checkpoint or args.pretrained:
+            raise UsageError("--checkpoint and --pretrained are for --problem 2; problem 1 trains every model from "
+                             "scratch, as the study did.")
         runs, skipped, tabulate = study.plan_problem1(base, args.models), [], study.problem1_table
     else:
-        checkpoints = existing_checkpoints(args.checkpoint)
+        selected = args.models or list(study.PROBLEM2_MODELS)
+        pretrained = {m: study.PROBLEM2_MODELS.get(m, m) for m in selected} if args.pretrained else None
+        checkpoints = resolve_checkpoints(args.checkpoint, pretrained)
         runs, skipped = study.plan_problem2(base, args.models, args.arms, checkpoints)
         tabulate = study.problem2_table
     for line in skipped:

@@ -39,7 +39,8 @@ def read_config_json(path):
             raise ValueError(f"{file!r} is not valid JSON: {error}.") from None
 
 
-def _pair(value):
+def pair(value):
+    """(height, width) of a size given as one number or two."""
     return (int(value), int(value)) if isinstance(value, (int, float)) else tuple(int(v) for v in value)
 
 
@@ -53,7 +54,7 @@ def _from_transformers(hf, file):
     model_type = hf.get("model_type")
     _check_gelu(hf, file)
     common = {
-        "image_size": _pair(hf.get("image_size", 224)), "patch_size": _pair(hf.get("patch_size", 16)),
+        "image_size": pair(hf.get("image_size", 224)), "patch_size": pair(hf.get("patch_size", 16)),
         "in_channels": int(hf.get("num_channels", 3)), "qkv_bias": bool(hf.get("qkv_bias", True)),
     }
     if model_type == "vit":
@@ -69,7 +70,7 @@ def _from_transformers(hf, file):
         # transformers' Swin fixes its patch-embedding LayerNorm at 1e-5; tfvit uses norm_epsilon there too,
         # so the two agree exactly at the default 1e-5 (every released Swin checkpoint).
         return "swin", dict(
-            common, patch_size=_pair(hf.get("patch_size", 4)), embed_dim=int(hf["embed_dim"]),
+            common, patch_size=pair(hf.get("patch_size", 4)), embed_dim=int(hf["embed_dim"]),
             depths=tuple(hf["depths"]), num_heads=tuple(hf["num_heads"]), window_size=int(hf["window_size"]),
             mlp_ratio=float(hf.get("mlp_ratio", 4.0)), norm_epsilon=float(hf.get("layer_norm_eps", 1e-5)),
         )
@@ -143,7 +144,7 @@ def source_grid(path, num_positions, num_prefix_tokens):
         if input_size and patch_side:
             size, patch = tuple(input_size[1:]), (patch_side, patch_side)
     elif "image_size" in hf and "patch_size" in hf:
-        size, patch = _pair(hf["image_size"]), _pair(hf["patch_size"])
+        size, patch = pair(hf["image_size"]), pair(hf["patch_size"])
     if size is not None and patch is not None:
         grid = (size[0] // patch[0], size[1] // patch[1])
         if grid[0] * grid[1] + num_prefix_tokens == num_positions:

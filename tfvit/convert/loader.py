@@ -11,13 +11,13 @@ with the wrong configuration never loads half its weights. Three differences are
 """
 
 import dataclasses
-import os
 
 import numpy as np
 from keras import ops
 
-from tfvit.convert.config import SHAPE_BLIND, infer_config, read_config_json, source_grid
+from tfvit.convert.config import SHAPE_BLIND, infer_config, pair, read_config_json, source_grid
 from tfvit.convert.formats import detect_format
+from tfvit.convert.hub import local_checkpoint
 from tfvit.convert.resample import resize_relative_position_bias_table
 from tfvit.convert.safetensors_file import read_safetensors
 from tfvit.convert.timm_layout import tfvit_path, to_keras_layout
@@ -103,6 +103,8 @@ def _check_architecture(model, path, report):
     config = model.get_config()
     for key in SHAPE_BLIND:
         have, want = config.get(key), expected.get(key)
+        if key == "patch_size" and want is not None:  # 16 and (16, 16) are the same patch
+            have, want = pair(have), pair(want)
         if want is not None and tuple(np.atleast_1d(have)) != tuple(np.atleast_1d(want)):
             raise ValueError(
                 f"the checkpoint was saved from a model with {key}={want} (its config.json), but the model has "
@@ -124,15 +126,17 @@ def _hint(names):
 def load_pretrained(model, path, strict=True, verbose=True):
     """Assign a safetensors checkpoint's weights to a tfvit ``VisionTransformer`` / ``SwinTransformer``.
 
-    ``path``: a ``.safetensors`` file or a ``save_pretrained`` directory, from Hugging Face transformers
-    (``ViTForImageClassification``, ``ViTModel``, ``SwinForImageClassification``, ``SwinModel``) or timm
+    ``path``: a ``.safetensors`` file, a ``save_pretrained`` directory or a hub repository
+    ``hf-hub:ORG/NAME[@REVISION]`` (``tfvit.convert.hub``: fetched into the hub client's cache), from Hugging
+    Face transformers (``ViTForImageClassification``, ``ViTModel``, ``SwinForImageClassification``, ``SwinModel``) or timm
     (ViT, Swin in both layouts). ``strict=False`` loads what matches and reports the rest instead of
     raising. ``verbose`` prints a line when the classifier is replaced or a table resized.
     Returns a ``LoadReport``. Nothing is assigned when an error is raised; a checkpoint whose tensors to be
     loaded hold NaN or infinite values is refused, naming them.
     """
     family = _family_of(model)
-    path = os.fspath(path)
+    source = str(path)
+    path = local_checkpoint(path)
     state = read_safetensors(path)
     fmt = detect_format(state)
     if fmt.family != family:
@@ -140,7 +144,7 @@ def load_pretrained(model, path, strict=True, verbose=True):
             f"{path!r} is a {fmt.description} checkpoint, but the model is a {type(model).__name__}; build a "
             f"{'SwinTransformer' if fmt.family == 'swin' else 'VisionTransformer'} for it."
         )
-    report = LoadReport(source=str(path), format=fmt.description)
+    report = LoadReport(source=source, format=fmt.description)
     _check_architecture(model, path, report)
     renamed = fmt.rename(state)
     report.skipped.update(renamed.skipped)

@@ -33,7 +33,7 @@ _ARRAYS_KEPT = 4
 
 def load(name, split="train", batch_size=128, *, image_size=None, channels=None, normalize=True, augment=None,
          shuffle=None, seed=0, epoch=0, cache=True, prefetch=True, limit=None, data_dir=None, drop_remainder=False,
-         label_mode="fine", one_hot=None):
+         label_mode="fine", one_hot=None, preprocessing=None):
     """A split of ``name`` (cifar10, cifar100, mnist, fashion_mnist) as a ``tf.data.Dataset`` of
     ``(images, labels)``: images float32 (B, H, W, C), labels int64 (B,), or float32 one-hot rows (B, classes)
     with ``one_hot=True``, the default when ``augment`` includes ``"mixup"`` or ``"cutmix"`` (mixed rows sum to 1;
@@ -53,6 +53,10 @@ def load(name, split="train", batch_size=128, *, image_size=None, channels=None,
     - ``limit``: the first ``limit`` examples of the split, taken before shuffling. ``data_dir``: the folder of the
       owners' files (default ``$TFVIT_DATA_DIR``; see ``tfvit.data.sources``). ``label_mode``: "fine" or, for
       cifar100, "coarse" (20 superclasses).
+    - ``preprocessing``: a pretrained checkpoint's (``tfvit.models.Preprocessing``, e.g. ``model.preprocessing``
+      of a model made with ``tfvit.create_model(..., pretrained=...)``, or its ``to_dict()``): its mean and std
+      replace the dataset's statistics, and images are resized to its input size with its interpolation unless
+      ``image_size`` is given. None: the dataset's statistics, bilinear resizing.
     """
     info = check_request(name, split, label_mode, limit)
     batch_size = positive_int("batch_size", batch_size)
@@ -77,10 +81,15 @@ def load(name, split="train", batch_size=128, *, image_size=None, channels=None,
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < 2**62:
             raise ValueError(f"{arg} must be a non-negative integer; got {value!r}.")
 
+    mean, std = channel_statistics(info, channels)
+    method = "bilinear"
+    if preprocessing is not None:
+        mean, std, default_size, method = _checkpoint_preprocessing(preprocessing, len(mean), normalize)
+        size = default_size if size is None else size
+
     images, labels = _arrays(name, split, data_dir, limit, label_mode, cache)
     count = len(images)
     num_classes = info.num_coarse_classes if label_mode == "coarse" else info.num_classes
-    mean, std = channel_statistics(info, channels)
     images, labels = tf.constant(images), tf.constant(labels)
     seed, epoch = int(seed), int(epoch)
 
@@ -124,7 +133,7 @@ def load(name, split="train", batch_size=128, *, image_size=None, channels=None,
     def finish(batch_number, batch):
         images, labels, pass_epoch = batch
         if size is not None and size != shape[:2]:
-            images = tf.image.resize(images, size, method="bilinear", antialias=True)
+            images = tf.image.resize(images, size, method=method, antialias=True)
         images = images / 255.0
         if normalize:
             images = (images - tf.constant(mean)) / tf.constant(std)
@@ -144,6 +153,26 @@ def load(name, split="train", batch_size=128, *, image_size=None, channels=None,
     dataset = dataset.enumerate()
     dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
+
+
+def _checkpoint_preprocessing(preprocessing, num_channels, normalize):
+    """(mean, std, (height, width), resize method) of ``load``'s ``preprocessing`` argument, checked against the
+    images' ``num_channels``."""
+    from tfvit.models.pretrained import Preprocessing  # plain data: no model code is loaded
+
+    if isinstance(preprocessing, dict):
+        preprocessing = Preprocessing(**preprocessing)
+    if not all(hasattr(preprocessing, key) for key in ("mean", "std", "image_size", "interpolation")):
+        raise ValueError(f"preprocessing must be a tfvit.models.Preprocessing (e.g. model.preprocessing) or its "
+                         f"to_dict(); got {type(preprocessing).__name__}.")
+    if not normalize:
+        raise ValueError("preprocessing was given with normalize=False; a checkpoint's preprocessing normalises with "
+                         "its mean and std, so leave normalize at True (or drop preprocessing for [0, 1] images).")
+    mean, std = tuple(preprocessing.mean), tuple(preprocessing.std)
+    if len(mean) != num_channels:
+        raise ValueError(f"preprocessing has statistics for {len(mean)} channels but the images have {num_channels}; "
+                         f"pass channels={len(mean)} (the model's in_channels) to convert them.")
+    return mean, std, as_pair("preprocessing.image_size", tuple(preprocessing.image_size)), preprocessing.interpolation
 
 
 def _convert_channels(image, channels):

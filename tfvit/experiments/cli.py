@@ -19,10 +19,12 @@ import tempfile
 import traceback
 
 import tfvit
+from tfvit.convert.hub import hub_checkpoint, is_hub_reference, parse_hub_reference
 from tfvit.data import DataError
 from tfvit.data.info import DATASETS
 from tfvit.errors import UserError
 from tfvit.experiments.report import markdown_table, write_tables
+from tfvit.models.pretrained import pretrained_source
 from tfvit.training.device_defaults import training_defaults
 from tfvit.training.distribution import STRATEGIES, strategy_for, writable
 from tfvit.training.finite_loss import NonFiniteLoss
@@ -133,19 +135,50 @@ def add_run_arguments(parser, datasets=DATASETS, **defaults):
 
 
 def checkpoint_pair(text):
-    """argparse type of ``--checkpoint MODEL=PATH``."""
-    model, sep, path = text.partition("=")
-    if not sep or not model.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected MODEL=PATH.safetensors, got {text!r}")
-    return model.strip(), _given_path(path.strip())
+    """argparse type of ``--checkpoint MODEL=SOURCE``: a path, or a hub repository ``hf-hub:ORG/NAME[@REVISION]``."""
+    model, sep, source = text.partition("=")
+    if not sep or not model.strip() or not source.strip():
+        raise argparse.ArgumentTypeError(f"expected MODEL=PATH.safetensors or MODEL=hf-hub:ORG/NAME, got {text!r}")
+    source = source.strip()
+    if is_hub_reference(source):
+        try:
+            parse_hub_reference(source)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return model.strip(), source
+    return model.strip(), _given_path(source)
 
 
-def existing_checkpoints(pairs):
-    """{model: path} from ``--checkpoint`` pairs, failing before any training when a file is missing."""
-    checkpoints = dict(pairs)
-    for path in checkpoints.values():
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"checkpoint {path!r} does not exist.")
+def add_checkpoint_arguments(parser, models_help):
+    """``--checkpoint MODEL=SOURCE`` (repeatable) and ``--pretrained`` (each model's registry checkpoint);
+    ``models_help`` says which names MODEL takes. ``resolve_checkpoints`` turns them into {model: source}."""
+    parser.add_argument("--checkpoint", action="append", type=checkpoint_pair, default=[], metavar="MODEL=SOURCE",
+                        help=f"weights to start MODEL from ({models_help}; repeatable): a .safetensors file or "
+                             f"save_pretrained folder, or a hub repository hf-hub:ORG/NAME[@REVISION] (downloaded "
+                             f"once into the Hugging Face cache)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start every model from its registry checkpoint on the hub (tfvit.list_models("
+                             "pretrained=True)); --checkpoint replaces it for a model")
+    return parser
+
+
+def resolve_checkpoints(pairs, pretrained=None):
+    """{model: source} from ``--checkpoint`` pairs, after ``pretrained`` ({model: registry name}, ``--pretrained``:
+    each model's registry checkpoint). Everything is checked before any training: a missing file raises
+    FileNotFoundError, a model without a registry checkpoint a UsageError, and hub checkpoints are fetched now
+    (a progress bar while downloading; offline without a cached copy, an error in seconds saying how to get it)."""
+    checkpoints = {}
+    for model, registry_name in (pretrained or {}).items():
+        try:
+            checkpoints[model] = pretrained_source(registry_name).reference
+        except ValueError as error:
+            raise UsageError(f"--pretrained: {error} Give --checkpoint {model}=... for it, or leave it out.") from None
+    checkpoints.update(pairs)
+    for source in checkpoints.values():
+        if is_hub_reference(source):
+            hub_checkpoint(source)
+        elif not os.path.exists(source):
+            raise FileNotFoundError(f"checkpoint {source!r} does not exist.")
     return checkpoints
 
 

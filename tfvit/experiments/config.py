@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 
+from tfvit.models.pretrained import HUB_PREFIX
 from tfvit.training.device_defaults import resolve as resolve_device_defaults
 from tfvit.training.distribution import STRATEGIES
 from tfvit.training.micro_batches import micro_batch_size
@@ -54,7 +55,7 @@ class RunConfig:
     patience: int = 0      # 0: no early stopping
     group: str = ""        # what the run is compared as, e.g. "accumulation" / "baseline"
     image_size: int = 0    # 0: the registry configuration's own; else images are resized to this side
-    pretrained: str = ""   # a .safetensors checkpoint to start from ("": random initialisation)
+    pretrained: str = ""   # a checkpoint to start from: .safetensors file or folder, or hf-hub:ORG/NAME ("": random)
     finetune: str = "full"  # which weights train: "full", "partial" or "head" (tfvit.training.finetune)
     frozen_blocks: int = -1  # "partial": blocks / stages frozen after the stem (< 0: the default, half)
     layer_decay: float = 0.0  # layer-wise learning-rate decay factor (0: none)
@@ -124,5 +125,7 @@ class RunConfig:
 
 
 def start_label(pretrained):
-    """How a run's weights start: "pretrained (<file>)" or "from scratch"."""
-    return f"pretrained ({os.path.basename(pretrained)})" if pretrained else "from scratch"
+    """How a run's weights start: "pretrained (<file>)", "pretrained (hf-hub:ORG/NAME)" or "from scratch"."""
+    if not pretrained:
+        return "from scratch"
+    return f"pretrained ({pretrained if pretrained.startswith(HUB_PREFIX) else os.path.basename(pretrained)})"

@@ -35,7 +35,8 @@ def model_size(name):
 
 
 def plan(base, models, modes, checkpoints=None):
-    """One RunConfig per (model, mode); ``checkpoints`` maps a model name to its .safetensors file."""
+    """One RunConfig per (model, mode); ``checkpoints`` maps a model name to its checkpoint (a .safetensors file
+    or folder, or a hub repository ``hf-hub:ORG/NAME``)."""
     checkpoints = checkpoints or {}
     unknown = sorted(set(checkpoints) - set(models))
     if unknown:
@@ -76,7 +77,8 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
     default layer, as pytorch-grad-cam), so that a reader sees both. Also written to TensorBoard under
     ``runs_dir/saliency``.
 
-    Each model sees the images at its own resolution; the figure shows them at the first run's.
+    Each model sees the images at its own resolution and normalisation (a pretrained run's: its checkpoint's);
+    the figure shows them at the first run's.
     ``data_dir`` defaults to the runs' own (their configuration's). Returns the PNG path.
     """
     from tfvit import data as tfdata
@@ -88,15 +90,19 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
     dataset = results[0]["config"]["dataset"]
     data_dir = data_dir or results[0]["config"].get("data_dir") or None  # where the runs read their data
     info = tfdata.dataset_info(dataset)
-    maps, row_labels, tags, shown, labels = [], [], [], None, None
+    maps, row_labels, tags, shown, labels, shown_statistics = [], [], [], None, None, None
     for r in results:
         model = trained_model(r, runs_dir)
+        preprocessing = r.get("preprocessing")  # a pretrained run's images are normalised as its checkpoint's
         images, labels = next(iter(tfdata.load(dataset, "test", num_images, image_size=model.image_size,
-                                               channels=model.in_channels, limit=num_images, data_dir=data_dir)))
+                                               channels=model.in_channels, limit=num_images, data_dir=data_dir,
+                                               preprocessing=preprocessing)))
         images, labels = np.asarray(images), np.asarray(labels)
         predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
         if shown is None:
             shown = images
+            shown_statistics = ((preprocessing["mean"], preprocessing["std"]) if preprocessing
+                                else (info.mean, info.std))
         config = r["config"]
         start = "pretrained" if config["pretrained"] else "scratch"
         auto = vis.AUTO[vis.model_family(model)]
@@ -110,10 +116,10 @@ def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", dat
             tags.append(f"{kind}: {config['model']} {config['finetune']} {start}")
     titles = [info.class_name(int(i)) for i in labels]
     # The same overlays in TensorBoard, beside the runs' curves (tag saliency/<row>).
+    mean, std = shown_statistics
     vis.write_tensorboard_images(os.path.join(runs_dir, "saliency"), "saliency", shown, dict(zip(tags, maps)),
-                                 mean=info.mean, std=info.std)
-    return vis.overlay_grid(shown, maps, path=path, titles=titles, row_labels=row_labels, mean=info.mean,
-                            std=info.std)
+                                 mean=mean, std=std)
+    return vis.overlay_grid(shown, maps, path=path, titles=titles, row_labels=row_labels, mean=mean, std=std)
 
 
 def _at_size(maps, images):

@@ -223,12 +223,15 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
     keras.utils.set_random_seed(config.seed)
     model, frozen = build_model(config)
     data_dir = config.data_dir or None
+    # A checkpoint's weights expect the images it was trained on: its mean, std and interpolation (timm's and
+    # transformers' convention), not the dataset's statistics. None for random weights.
+    preprocessing = getattr(model, "preprocessing", None)
 
     def loader(split, **kwargs):
         limit = config.limit_train if split == "train" else config.limit_test
         return tfdata.load(config.dataset, split, config.batch_size, image_size=model.image_size,
                            channels=model.in_channels, seed=config.seed, limit=limit or None, one_hot=True,
-                           data_dir=data_dir, **kwargs)
+                           data_dir=data_dir, preprocessing=preprocessing, **kwargs)
 
     augment = config.augment or None
     test = distribution.replica_batches(loader("test"), distributed)
@@ -267,6 +270,7 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
         "folder": label,
         "group": config.group,
         "micro_batch": config.micro_batch,
+        "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
         "train_examples": num_train,
         "steps_per_epoch": updates_per_epoch,
         # Updates applied: fewer than the steps when mixed_float16's loss scaling skipped overflowing ones.

@@ -59,7 +59,7 @@ def plan_problem1(base, rows=None):
 
 def plan_problem2(base, models=None, arms=ARMS, checkpoints=None):
     """RunConfigs for problem 2. ``checkpoints`` maps "Swin-Tiny" / "Swin-Small" (or the registry name) to a
-    .safetensors file; the pretrained arms (``head``, ``full``) of a model without one are left out and
+    checkpoint (a .safetensors file or folder, or hf-hub:ORG/NAME); the pretrained arms (``head``, ``full``) of a model without one are left out and
     returned in ``skipped`` with the reason, since they cannot be run honestly from random weights."""
     models = list(PROBLEM2_MODELS) if models is None else list(models)
     unknown = [m for m in models if m not in PROBLEM2_MODELS]
@@ -81,7 +81,8 @@ def plan_problem2(base, models=None, arms=ARMS, checkpoints=None):
                 runs.append(dataclasses.replace(base, model=registry_name, finetune=arm, pretrained=checkpoint,
                                                 group=f"{label} {arm}"))
             else:
-                skipped.append(f"{label} {arm}: needs --checkpoint {label}=<path>.safetensors (ImageNet weights)")
+                skipped.append(f"{label} {arm}: needs ImageNet weights: --pretrained, or --checkpoint "
+                               f"{label}=<path>.safetensors or {label}=hf-hub:ORG/NAME")
     return runs, skipped
 
 

@@ -10,6 +10,7 @@ parameters and MACs are printed by ``python -m tools.model_stats`` and listed in
 import difflib
 import fnmatch
 
+from tfvit.models.pretrained import pretrained_models
 from tfvit.models.resnet import ResNet
 from tfvit.models.swin import SwinTransformer
 from tfvit.models.vit import VisionTransformer
@@ -24,9 +25,11 @@ def register_model(name, model_class, description, **config):
     _REGISTRY[name] = (model_class, description, config)
 
 
-def list_models(pattern="*"):
-    """Sorted registry names matching a shell-style ``pattern`` (e.g. ``"swin_*"``)."""
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
+def list_models(pattern="*", pretrained=False):
+    """Sorted registry names matching a shell-style ``pattern`` (e.g. ``"swin_*"``); with ``pretrained=True``
+    only those with a default checkpoint (``tfvit.models.pretrained``), as timm's ``list_models`` does."""
+    names = pretrained_models() if pretrained else _REGISTRY
+    return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 
 
 def model_config(name):
