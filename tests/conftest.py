@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test reaches for the Hugging Face hub: those about hub checkpoints write a cache of their own
+# (tests/convert/hub_cache.py) and set the client's environment in the processes they start.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # tests/jax runs only under KERAS_BACKEND=jax, and then alone: every other folder is the TensorFlow
 # suite. Read from the environment, not from keras, so that pytest-xdist's controller never loads it.

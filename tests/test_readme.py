@@ -4,7 +4,9 @@ Each block runs alone in a fresh interpreter (a reader copies one block, not the
 folder, with ``TFVIT_DATA_DIR`` pointing at the session's small generated datasets (``owner_data``:
 512 training and 128 test examples per dataset, so a block's ``limit=`` or full split stays small).
 The checkpoint folders the README downloads (``swin-tiny/``, ``vit-tiny/``) are stood in for by
-randomly initialised Hugging Face models of the same architectures, written with transformers.
+randomly initialised Hugging Face models of the same architectures, written with transformers; so are the
+hub repositories its blocks name (``pretrained=True``, ``hf-hub:...``), in a hub cache written as the client
+writes it (tests/convert/hub_cache.py), which the blocks read with ``HF_HUB_OFFLINE=1``.
 
 Also checked: the README keeps its Python blocks, and its links to docs/ files and to its own headings
 (and the docs' links to each other and back) lead somewhere.
@@ -61,8 +63,31 @@ def checkpoints(tmp_path_factory):
     return folders
 
 
+# Hub repositories the README's blocks load by name, and the stand-in folder each one gets.
+HUB_REPOSITORIES = {
+    "timm/swin_tiny_patch4_window7_224.ms_in1k": "swin-tiny",
+    "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k": "vit-tiny",
+    "facebook/deit-tiny-patch16-224": "vit-tiny",
+}
+
+
+@pytest.fixture(scope="session")
+def hub_home(checkpoints, tmp_path_factory):
+    """An HF_HOME whose hub cache holds the stand-ins under the repository ids the README names."""
+    from tests.convert.hub_cache import cache_folder_files
+
+    home = tmp_path_factory.mktemp("readme_hf_home")
+    for repo_id, folder in HUB_REPOSITORIES.items():
+        cache_folder_files(home, repo_id, checkpoints[folder])
+    return home
+
+
 def _needs_checkpoints(code):
     return any(f"{name}/" in code for name in CHECKPOINTS)
+
+
+def _needs_hub(code):
+    return "pretrained=True" in code or "hf-hub:" in code
 
 
 def test_readme_keeps_its_python_blocks():
@@ -76,6 +101,10 @@ def test_python_block_runs(code, owner_data, tmp_path, request):
             (tmp_path / name).symlink_to(folder, target_is_directory=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFVIT_DATA_DIR=str(owner_data), TFVIT_OFFLINE="1",
                MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if _needs_hub(code):
+        env.update(HF_HOME=str(request.getfixturevalue("hub_home")), HF_HUB_OFFLINE="1")
+        for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+            env.pop(variable, None)
     env.pop("KERAS_BACKEND", None)  # the README's blocks are for the default backend, TensorFlow
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=TIMEOUT_S)

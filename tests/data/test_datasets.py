@@ -77,6 +77,47 @@ def test_normalisation_uses_the_published_statistics(owner_data):
     assert dataset_info("cifar100").mean == (0.5071, 0.4865, 0.4409)
 
 
+def keys_bicubic_inside(images, out_h, out_w):
+    """Reference bicubic resize: Keys' cubic convolution with a = -0.5 (TensorFlow's; PyTorch uses -0.75) at
+    half-pixel centres, exact wherever all four taps fall inside the image (the borders differ in how they pad)."""
+    def kernel(t, a=-0.5):
+        t = np.abs(t)
+        return np.where(t <= 1, (a + 2) * t**3 - (a + 3) * t**2 + 1,
+                        np.where(t < 2, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a, 0.0))
+
+    def matrix(n_in, n_out):
+        src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+        return kernel(src[:, None] - np.arange(n_in)[None, :])  # (n_out, n_in): rows sum to 1 inside
+
+    return np.einsum("yh,bhwc,xw->byxc", matrix(images.shape[1], out_h), images, matrix(images.shape[2], out_w))
+
+
+def test_a_checkpoints_preprocessing_replaces_the_statistics_and_the_resize(owner_data):
+    from tfvit.models import Preprocessing
+
+    images, _ = load_arrays("cifar10", "test", data_dir=owner_data, limit=4)
+    inception = Preprocessing((0.5, 0.5, 0.5), (0.25, 0.5, 1.0), (32, 32), "bicubic")
+    x, _ = next(iter(load("cifar10", "test", 4, data_dir=owner_data, preprocessing=inception)))
+    np.testing.assert_allclose(x.numpy(), (images / 255.0 - 0.5) / np.array([0.25, 0.5, 1.0]), atol=1e-5)
+    # Its size and interpolation unless image_size is given (its to_dict(), as result.json keeps it, serves too).
+    at_64 = dict(inception.to_dict(), image_size=[64, 64])
+    x, _ = next(iter(load("cifar10", "test", 4, data_dir=owner_data, preprocessing=at_64)))
+    expected = (keys_bicubic_inside(images / 255.0, 64, 64) - 0.5) / np.array([0.25, 0.5, 1.0])
+    np.testing.assert_allclose(x.numpy()[:, 3:-3, 3:-3], expected[:, 3:-3, 3:-3], atol=1e-4)
+    x, _ = next(iter(load("cifar10", "test", 4, data_dir=owner_data, preprocessing=at_64, image_size=48)))
+    assert x.shape == (4, 48, 48, 3)
+    # MNIST for an RGB checkpoint: its three statistics need the gray channel repeated.
+    with pytest.raises(ValueError, match="statistics for 3 channels but the images have 1; pass channels=3"):
+        load("mnist", "test", 4, data_dir=owner_data, preprocessing=inception)
+    gray, _ = load_arrays("mnist", "test", data_dir=owner_data, limit=4)
+    x, _ = next(iter(load("mnist", "test", 4, data_dir=owner_data, preprocessing=inception, channels=3,
+                          image_size=28)))
+    np.testing.assert_allclose(x.numpy(), (np.repeat(gray, 3, -1) / 255.0 - 0.5) / np.array([0.25, 0.5, 1.0]),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="normalize=False"):
+        load("cifar10", "test", 4, data_dir=owner_data, preprocessing=inception, normalize=False)
+
+
 def test_published_statistics_are_the_real_cifar10_training_images(real_cifar10):
     """Real-data extra: the mean load() normalises with is the real training set's; the shared copy's first 1017
     images of each batch already agree to 0.01."""

@@ -9,7 +9,7 @@ import pytest
 
 from tests.recipes.loading import load_recipe
 from tfvit.experiments import RunConfig
-from tfvit.experiments.cli import add_run_arguments, checkpoint_pair, existing_checkpoints
+from tfvit.experiments.cli import UsageError, add_run_arguments, checkpoint_pair, resolve_checkpoints
 from tfvit.experiments.config import FLAG_FIELDS
 from tfvit.experiments.run_folders import run_folder
 from tfvit.training.resume_state import write_state
@@ -22,16 +22,35 @@ run_module = importlib.import_module("tfvit.experiments.run")
 RECIPES = {"gao_swin": [], "performer_study": [], "finetune": [], "vit_vs_resnet": ["--problem", "1"]}
 
 
-def test_checkpoint_pairs_need_a_model_and_a_path(tmp_path):
+def test_checkpoint_pairs_need_a_model_and_a_path_or_a_hub_repository(tmp_path):
     assert checkpoint_pair("Swin-Tiny = a/b.safetensors") == ("Swin-Tiny", "a/b.safetensors")
+    assert checkpoint_pair("vit=hf-hub:org/name@v1") == ("vit", "hf-hub:org/name@v1")
     for bad in ("model.safetensors", "=x.safetensors", "vit="):
         with pytest.raises(argparse.ArgumentTypeError, match="MODEL=PATH"):
             checkpoint_pair(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected hf-hub:ORG/NAME"):
+        checkpoint_pair("vit=hf-hub:no-org")
     present = tmp_path / "m.safetensors"
     present.write_bytes(b"")
-    assert existing_checkpoints([("vit", str(present))]) == {"vit": str(present)}
+    assert resolve_checkpoints([("vit", str(present))]) == {"vit": str(present)}
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
-        existing_checkpoints([("vit", str(present)), ("swin", str(tmp_path / "missing.safetensors"))])
+        resolve_checkpoints([("vit", str(present)), ("swin", str(tmp_path / "missing.safetensors"))])
+
+
+def test_pretrained_gives_each_model_its_registry_checkpoint_unless_one_is_named(tmp_path, monkeypatch):
+    from tfvit.experiments import cli
+    from tfvit.models import pretrained_source
+
+    fetched = []
+    monkeypatch.setattr(cli, "hub_checkpoint", fetched.append)  # no hub here: record what would be fetched
+    present = tmp_path / "m.safetensors"
+    present.write_bytes(b"")
+    names = {"vit": "vit_tiny_patch16_224", "Swin-Tiny": "swin_tiny_patch4_window7_224"}
+    got = resolve_checkpoints([("vit", str(present))], names)
+    assert got == {"vit": str(present), "Swin-Tiny": pretrained_source("swin_tiny_patch4_window7_224").reference}
+    assert fetched == [got["Swin-Tiny"]]  # fetched before any training
+    with pytest.raises(UsageError, match="--pretrained: 'vit_cifar_patch4_32' has no public pretrained"):
+        resolve_checkpoints([], {"vit_cifar_patch4_32": "vit_cifar_patch4_32"})
 
 
 def test_every_recipe_gets_the_same_run_flags():

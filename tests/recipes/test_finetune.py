@@ -30,7 +30,7 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
         "--verbose", "0", "--save-best",
     ])
     printed = capsys.readouterr().out
-    assert "swin_cifar_patch2_window4_32: from scratch (no --checkpoint given for it)" in printed
+    assert "swin_cifar_patch2_window4_32: from scratch (no --checkpoint or --pretrained given for it)" in printed
     out = tmp_path / "logs" / "finetune" / "cifar10"
     results = json.loads((out / "results.json").read_text())
     vit, swin = results
@@ -70,3 +70,62 @@ def test_finetune_recipe_from_a_checkpoint_and_from_scratch(tmp_path, capsys, ow
                                    hf["vit.embeddings.patch_embeddings.projection.weight"].transpose(2, 3, 1, 0))
         np.testing.assert_allclose(trained.get_layer("blocks.0").mlp.fc1.kernel.numpy(),
                                    hf["vit.encoder.layer.0.intermediate.dense.weight"].T)
+
+
+def test_finetune_recipe_from_a_hub_checkpoint_offline(tmp_path, owner_data):
+    """--checkpoint MODEL=hf-hub:ORG/NAME through a hub cache with HF_HUB_OFFLINE=1 (a command, so that the hub client
+    reads the environment): the run starts from it and reads its images with the checkpoint's preprocessing; a
+    repository that is not cached stops it before training with one paragraph."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    from tests.convert.hub_cache import cache_folder_files
+    from tests.recipes.loading import ROOT
+    from tfvit import data as tfdata
+    from tfvit.experiments.run import trained_model
+
+    folder = _hf_checkpoint(tmp_path / "hf_vit").parent
+    processor = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "resample": 3,
+                 "size": {"height": 32, "width": 32}, "do_normalize": True, "do_resize": True}
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    home = tmp_path / "hf_home"
+    cache_folder_files(home, "acme/cifar-vit", folder)
+    env = dict(os.environ, HF_HOME=str(home), HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", TFVIT_OFFLINE="1")
+    env.pop("HF_HUB_CACHE", None)
+    logdir = tmp_path / "logs"
+
+    def finetune(*flags):
+        command = [sys.executable, str(ROOT / "recipes" / "finetune.py"), "--models", "vit_cifar_patch4_32", *flags,
+                   "--modes", "full", "--data-dir", str(owner_data), "--epochs", "1", "--batch-size", "16",
+                   "--limit-train", "32", "--limit-test", "16", "--saliency-images", "0", "--logdir", str(logdir),
+                   "--verbose", "0", "--precision", "float32", "--no-jit"]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    done = finetune("--checkpoint", "vit_cifar_patch4_32=hf-hub:acme/cifar-vit")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "vit_cifar_patch4_32: pretrained (hf-hub:acme/cifar-vit)" in done.stdout
+    out = logdir / "finetune" / "cifar10"
+    (result,) = json.loads((out / "results.json").read_text())
+    assert result["config"]["pretrained"] == "hf-hub:acme/cifar-vit"
+    assert result["preprocessing"] == {"mean": [0.5] * 3, "std": [0.25] * 3, "image_size": [32, 32],
+                                       "interpolation": "bicubic"}
+    assert "| vit_cifar_patch4_32 | full | pretrained (hf-hub:acme/cifar-vit) |" in (out / "study_table.md").read_text()
+    # The run was evaluated on images normalised as the checkpoint's, not with CIFAR-10's statistics.
+    model = trained_model(result, out)
+    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+
+    def test_loss(preprocessing):
+        return model.evaluate(tfdata.load("cifar10", "test", 16, limit=16, one_hot=True, data_dir=str(owner_data),
+                                          preprocessing=preprocessing), verbose=0)
+
+    assert test_loss(result["preprocessing"]) == pytest.approx(result["test_loss"], rel=1e-5)
+    assert abs(test_loss(None) - result["test_loss"]) > 1e-3
+
+    missing = finetune("--checkpoint", "vit_cifar_patch4_32=hf-hub:acme/not-cached")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("error: hf-hub:acme/not-cached: not in the Hugging Face cache, and "
+                                     "HF_HUB_OFFLINE=1 forbids downloading it.")
+    assert str(home / "hub") in missing.stderr and "\n\n" not in missing.stderr.strip()

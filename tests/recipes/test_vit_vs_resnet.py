@@ -27,11 +27,20 @@ def test_problem1_table_has_params_macs_accuracy_and_time(tmp_path, owner_data):
 
 def test_problem2_without_checkpoints_says_which_arms_it_cannot_run(tmp_path, capsys):
     # The pretrained arms need ImageNet weights; asked for them alone, the recipe stops before training.
-    with pytest.raises(SystemExit, match="nothing to run: Swin-Tiny head: needs --checkpoint Swin-Tiny="):
+    with pytest.raises(SystemExit, match="nothing to run: Swin-Tiny head: needs ImageNet weights: --pretrained, or --checkpoint Swin-Tiny="):
         load_recipe("vit_vs_resnet").main(["--problem", "2", "--models", "Swin-Tiny", "--arms", "head,full",
                                            "--logdir", str(tmp_path)])
-    assert "not run: Swin-Tiny full: needs --checkpoint Swin-Tiny=" in capsys.readouterr().out
+    assert "not run: Swin-Tiny full: needs ImageNet weights: --pretrained, or --checkpoint Swin-Tiny=" in capsys.readouterr().out
     assert not (tmp_path / "vit_vs_resnet").exists()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_recipe("vit_vs_resnet").main(["--problem", "2",
                                            "--checkpoint", f"Swin-Tiny={tmp_path / 'missing.safetensors'}"])
+
+
+def test_checkpoints_are_for_problem_2(tmp_path):
+    from tfvit.experiments.cli import UsageError
+
+    for flags in (["--pretrained"], ["--checkpoint", "ResNet-18=hf-hub:org/name"]):
+        with pytest.raises(UsageError, match="are for --problem 2; problem 1 trains every model from scratch"):
+            load_recipe("vit_vs_resnet").main(["--problem", "1", *flags, "--logdir", str(tmp_path)])
+    assert not (tmp_path / "vit_vs_resnet").exists()
