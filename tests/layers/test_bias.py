@@ -97,3 +97,34 @@ def test_vit_bias_gradients_under_bfloat16_follow_float32():
     assert len(grads["float32"]) == 2
     for got, want in zip(grads["mixed_bfloat16"], grads["float32"]):
         assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.05
+
+
+@pytest.mark.parametrize("settings", [dict(strides=2, padding="same"), dict(dilation_rate=(2, 1), padding="valid"),
+                                      dict(groups=2, strides=(1, 2), padding="same")])
+def test_channels_first_convolution_is_the_channels_last_one_transposed(settings):
+    """Any CPU (TensorFlow's own CPU kernel takes NHWC only): against Keras's channels-last Conv2D with the
+    same weights, on the transposed images; gradients too."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 9, 4)).astype("float32")  # NHWC
+    first = layers.Conv2D(6, (3, 2), data_format="channels_first", **settings)
+    last = keras.layers.Conv2D(6, (3, 2), data_format="channels_last", **settings)
+    nchw = tf.constant(x.transpose(0, 3, 1, 2))
+    first.build(nchw.shape)
+    last.build(x.shape)
+    first.kernel.assign(rng.normal(size=first.kernel.shape).astype("float32"))
+    first.bias.assign(rng.normal(size=first.bias.shape).astype("float32"))
+    last.set_weights(first.get_weights())
+    expected = last(x).numpy()
+    weights = tf.constant(rng.normal(size=expected.shape).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(nchw)
+        y = first(nchw)
+        loss = tf.reduce_sum(y * tf.transpose(weights, (0, 3, 1, 2)))
+    np.testing.assert_allclose(y.numpy().transpose(0, 2, 3, 1), expected, rtol=1e-5, atol=1e-5)
+    with tf.GradientTape() as reference_tape:
+        x_tensor = tf.constant(x)
+        reference_tape.watch(x_tensor)
+        reference = tf.reduce_sum(last(x_tensor) * weights)
+    gradient = tape.gradient(loss, nchw)
+    np.testing.assert_allclose(gradient.numpy().transpose(0, 2, 3, 1), reference_tape.gradient(reference, x_tensor),
+                               rtol=1e-5, atol=1e-5)

@@ -92,6 +92,16 @@ class Conv2D(keras.layers.Conv2D):
 
     __init__.__signature__ = inspect.signature(keras.layers.Conv2D.__init__)
 
+    def convolution_op(self, inputs, kernel):
+        if self.data_format != "channels_first":
+            return super().convolution_op(inputs, kernel)
+        # TensorFlow's CPU convolution takes NCHW only through oneDNN, which it turns on only for CPUs with
+        # AVX-512 VNNI / BF16 or AMX (elsewhere: "Conv2D op currently only supports the NHWC tensor format on the
+        # CPU"). The same convolution between two transposes runs on every CPU and backend.
+        outputs = ops.conv(ops.transpose(inputs, (0, 2, 3, 1)), kernel, strides=self.strides, padding=self.padding,
+                           dilation_rate=self.dilation_rate, data_format="channels_last")
+        return ops.transpose(outputs, (0, 3, 1, 2))
+
     def call(self, inputs):
         if not self.use_bias or self.data_format != "channels_last" or not float32_summed_bias_gradient_applies(
                 self.compute_dtype):
