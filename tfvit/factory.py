@@ -9,7 +9,7 @@ import os
 
 from tfvit import _validation as check
 from tfvit.convert.config import checkpoint_defaults
-from tfvit.convert.hub import is_hub_reference, local_checkpoint
+from tfvit.convert.hub import local_checkpoint
 from tfvit.convert.loader import load_pretrained
 from tfvit.convert.preprocessing import checkpoint_preprocessing
 from tfvit.models.pretrained import pretrained_source
@@ -64,7 +64,7 @@ def _checkpoint_reference(name, pretrained):
     if pretrained is True:
         source = pretrained_source(name)
         return source.reference, source.preprocessing
-    if is_hub_reference(pretrained) or isinstance(pretrained, (str, os.PathLike)):
+    if isinstance(pretrained, (str, os.PathLike)):  # a path, or a hub reference (hf-hub:...)
         return pretrained, None
     raise TypeError(f"create_model({name!r}): pretrained must be True, False, None, 'hf-hub:ORG/NAME' or a checkpoint "
                     f"path; got {type(pretrained).__name__} {pretrained!r}.")

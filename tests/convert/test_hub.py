@@ -31,7 +31,6 @@ from tfvit.models import Preprocessing, pretrained_source  # noqa: E402
 
 ATOL = 1e-4
 SWIN = SWINS["padded_3_stages"]
-ALL_CASES = ("vit", "vit_v1", "vit_from_pretrained", "swin", "registry_default", "missing", "pickle_only")
 
 
 class _MakesAFolderWhenUnpickled:
@@ -184,6 +183,9 @@ def test_with_the_hub_out_of_reach_the_cache_serves_and_a_missing_copy_says_so(h
     missing = results["missing"]
     assert missing["type"] == "CheckpointUnavailable" and "the hub could not be reached" in missing["message"]
     assert str(hub["home"] / "hub") in missing["message"]
+    pickled = results["pickle_only"]  # the repository's listing cannot be had: the cached copy's files are named
+    assert pickled["type"] == "ValueError" and "the cached copy of hf-hub:acme/pickled-vit" in pickled["message"]
+    assert "pytorch_model.bin" in pickled["message"] and not hub["marker"].exists()
 
 
 def test_hub_references_are_parsed_or_refused_with_the_form():

@@ -113,9 +113,13 @@ def hub_checkpoint(reference):
     present = _files(folder)
     if WEIGHTS_NAME in present or SHARD_INDEX_NAME in present:
         return folder
-    offline = constants.HF_HUB_OFFLINE
-    listing = present if offline else set(hub.list_repo_files(ref.repo_id, revision=ref.revision))
-    raise ValueError(_no_safetensors_message(ref, listing, folder, offline, constants))
+    listing, cached_copy = present, True
+    if not constants.HF_HUB_OFFLINE:
+        try:  # the repository's own files, to name its pickles; the cached copy's when the hub is out of reach
+            listing, cached_copy = set(hub.list_repo_files(ref.repo_id, revision=ref.revision)), False
+        except Exception:  # noqa: BLE001 (only a message depends on it; the client's network errors vary by version)
+            pass
+    raise ValueError(_no_safetensors_message(ref, listing, folder, cached_copy))
 
 
 def _files(folder):
@@ -153,10 +157,10 @@ def not_cached_message(ref, error, constants):
     )
 
 
-def _no_safetensors_message(ref, listing, folder, offline, constants):
+def _no_safetensors_message(ref, listing, folder, cached_copy):
     pickles = sorted(f for f in listing if f.endswith(PICKLE_SUFFIXES))
     others = sorted(f for f in listing if f.endswith(".safetensors"))
-    where = f"the cached copy of {ref} ({folder})" if offline else f"the repository {ref}"
+    where = f"the cached copy of {ref} ({folder})" if cached_copy else f"the repository {ref}"
     if others:
         return (f"{where} holds safetensors files but none named {WEIGHTS_NAME} (or {SHARD_INDEX_NAME}): "
                 f"{others[:5]}. Download the one that holds the model and give its path.")
@@ -164,7 +168,7 @@ def _no_safetensors_message(ref, listing, folder, offline, constants):
         return (f"{where} holds no model weights tfvit can read (no {WEIGHTS_NAME}); its files: "
                 f"{sorted(listing)[:10]}.")
     fill = (f" If the repository has a {WEIGHTS_NAME}, fill the cache where the hub is reachable: {_fill_command(ref)}."
-            if offline else "")
+            if cached_copy else "")
     return (
         f"refusing {ref}: {where} holds its weights only as {', '.join(pickles[:5])}, PyTorch pickles, and loading "
         f"a pickle can run arbitrary code, so tfvit only reads safetensors; nothing of them was downloaded.{fill} The "
