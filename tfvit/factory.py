@@ -33,7 +33,8 @@ def create_model(name, num_classes=None, image_size=None, in_channels=None, pret
     tables. The LayerNorm epsilon comes from the checkpoint's config.json when it has one (Hugging Face ViT:
     1e-12). A model loaded from a checkpoint has a ``preprocessing`` attribute (``tfvit.models.Preprocessing``:
     mean, std, input size, interpolation; the registry's for ``True``, else what the checkpoint's files declare;
-    None for a checkpoint that declares none and for random weights), which ``tfvit.data.load(..., preprocessing=model.preprocessing)`` applies.
+    None for a checkpoint that declares none and for random weights), which
+    ``tfvit.data.load(..., preprocessing=model.preprocessing)`` applies.
     A keyword that the model's class does not take is a ``TypeError`` naming it and the closest
     argument names (Keras's ``Model`` would otherwise drop it and build the default model).
     """

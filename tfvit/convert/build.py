@@ -13,7 +13,8 @@ def from_pretrained(path, strict=True, verbose=True, **overrides):
 
     ``path``: a safetensors file, a ``save_pretrained`` folder, or a hub repository
     ``hf-hub:ORG/NAME[@REVISION]`` (``tfvit.convert.hub``). ``overrides`` replace constructor arguments, e.g.
-    ``num_classes=10`` (new head), ``image_size=384`` (resized position table), ``dropout=0.1``. Returns the model; its ``load_report`` attribute holds
+    ``num_classes=10`` (new head), ``image_size=384`` (resized position table), ``dropout=0.1``. Returns the
+    model; its ``load_report`` attribute holds
     ``load_pretrained``'s report, its ``preprocessing`` what the checkpoint's files declare (or None).
     """
     path = local_checkpoint(path)

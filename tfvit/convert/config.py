@@ -21,15 +21,16 @@ CONFIG_NAME = "config.json"
 SHAPE_BLIND = ("num_heads", "patch_size")
 
 
-def config_path(path):
+def config_path(path, name=CONFIG_NAME):
+    """The file ``name`` beside the checkpoint ``path`` (a file, or the folder holding it)."""
     path = os.fspath(path)
     folder = path if os.path.isdir(path) else os.path.dirname(path)
-    return os.path.join(folder or ".", CONFIG_NAME)
+    return os.path.join(folder or ".", name)
 
 
-def read_config_json(path):
-    """The ``config.json`` beside a checkpoint as a dict, or None when there is none."""
-    file = config_path(path)
+def read_config_json(path, name=CONFIG_NAME):
+    """The JSON file ``name`` (default ``config.json``) beside a checkpoint as a dict, or None when there is none."""
+    file = config_path(path, name)
     if not os.path.isfile(file):
         return None
     with open(file) as f:

@@ -1,7 +1,7 @@
 """Checkpoints on the Hugging Face hub: ``hf-hub:ORG/NAME[@REVISION]`` made a local folder.
 
     folder = hub_checkpoint("hf-hub:timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k")
-    model = tfvit.create_model("vit_tiny_patch16_224", pretrained="hf-hub:timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+    model = tfvit.create_model("vit_tiny_patch16_224", pretrained=True)  # the same repository, by registry name
 
 Downloads go through ``huggingface_hub.snapshot_download`` and so through the hub client's own cache
 (``$HF_HOME/hub``, or ``$HF_HUB_CACHE``), progress bars, token (``HF_TOKEN`` or ``hf auth login``) and offline
@@ -147,7 +147,8 @@ def not_cached_message(ref, error, constants):
         why = "HF_HUB_OFFLINE=1 forbids downloading it"
     else:
         cause = error.__cause__ or error
-        why = f"the hub could not be reached ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+        first_line = str(cause).splitlines()[0] if str(cause) else ""
+        why = f"the hub could not be reached ({type(cause).__name__}: {first_line})"
     return (
         f"{ref}: not in the Hugging Face cache, and {why}. The cache is {constants.HF_HUB_CACHE} (from HF_HOME / "
         f"HF_HUB_CACHE); this checkpoint goes into {_cache_folder(ref, constants)}. To fill it, run on a machine "

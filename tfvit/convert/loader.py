@@ -128,9 +128,9 @@ def load_pretrained(model, path, strict=True, verbose=True):
 
     ``path``: a ``.safetensors`` file, a ``save_pretrained`` directory or a hub repository
     ``hf-hub:ORG/NAME[@REVISION]`` (``tfvit.convert.hub``: fetched into the hub client's cache), from Hugging
-    Face transformers (``ViTForImageClassification``, ``ViTModel``, ``SwinForImageClassification``, ``SwinModel``) or timm
-    (ViT, Swin in both layouts). ``strict=False`` loads what matches and reports the rest instead of
-    raising. ``verbose`` prints a line when the classifier is replaced or a table resized.
+    Face transformers (``ViTForImageClassification``, ``ViTModel``, ``SwinForImageClassification``,
+    ``SwinModel``) or timm (ViT, Swin in both layouts). ``strict=False`` loads what matches and reports the
+    rest instead of raising. ``verbose`` prints a line when the classifier is replaced or a table resized.
     Returns a ``LoadReport``. Nothing is assigned when an error is raised; a checkpoint whose tensors to be
     loaded hold NaN or infinite values is refused, naming them.
     """

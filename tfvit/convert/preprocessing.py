@@ -6,10 +6,7 @@ timm's hub repositories keep it in ``config.json`` under ``pretrained_cfg`` (``m
 with neither gives None: the data's own statistics are used then.
 """
 
-import json
-import os
-
-from tfvit.convert.config import read_config_json
+from tfvit.convert.config import config_path, read_config_json
 from tfvit.models.pretrained import Preprocessing
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
@@ -26,19 +23,11 @@ def checkpoint_preprocessing(path):
         size = timm.get("input_size") or (3, 224, 224)
         interpolation = _TIMM_INTERPOLATIONS.get(str(timm.get("interpolation", "bicubic")), "bicubic")
         return Preprocessing(timm["mean"], timm["std"], tuple(size[1:]), interpolation)
-    folder = path if os.path.isdir(path) else os.path.dirname(os.fspath(path)) or "."
-    file = os.path.join(folder, PREPROCESSOR_NAME)
-    if not os.path.isfile(file):
-        return None
-    with open(file) as f:
-        try:
-            hf = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{file!r} is not valid JSON: {error}.") from None
+    hf = read_config_json(path, PREPROCESSOR_NAME) or {}
     if not hf.get("image_mean") or not hf.get("image_std"):
         return None
     size = hf.get("crop_size") if hf.get("do_center_crop") and hf.get("crop_size") else hf.get("size", 224)
-    return Preprocessing(hf["image_mean"], hf["image_std"], _size(size, file),
+    return Preprocessing(hf["image_mean"], hf["image_std"], _size(size, config_path(path, PREPROCESSOR_NAME)),
                          _PIL_FILTERS.get(hf.get("resample", 2), "bilinear"))
 
 

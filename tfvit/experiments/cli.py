@@ -172,7 +172,8 @@ def resolve_checkpoints(pairs, pretrained=None):
         try:
             checkpoints[model] = pretrained_source(registry_name).reference
         except ValueError as error:
-            raise UsageError(f"--pretrained: {error} Give --checkpoint {model}=... for it, or leave it out.") from None
+            hint = f"Give --checkpoint {model}=... for it, or leave it out."
+            raise UsageError(f"--pretrained: {error} {hint}") from None
     checkpoints.update(pairs)
     for source in checkpoints.values():
         if is_hub_reference(source):
