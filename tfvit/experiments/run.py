@@ -8,6 +8,12 @@ returns a finished run's result without training again. Once a run has finished,
 final weights (model.weights.h5) and result.json, and the resume state is deleted (it holds the
 optimizer's moments too: three times the weights); ``save_best`` also keeps the best epoch's
 best.keras.
+
+The end of a run is as safe as its middle: the final evaluation and the final weights are those of the saved
+state, restored when a restart finds the training over (``tfvit.training.resume.fit_resumable``); the weights are
+written atomically and read back (``tfvit.experiments.final_weights``), result.json records their SHA-256 and is
+written after them, and only then is the resume state deleted. A result whose weights file is missing or differs
+is not taken as finished.
 """
 
 import contextlib
@@ -25,6 +31,7 @@ import tfvit
 from tfvit import data as tfdata
 from tfvit._validation import constructor_arguments
 from tfvit.experiments.config import NOT_IDENTITY, RunConfig
+from tfvit.experiments.final_weights import FinalWeightsNotSaved, WEIGHTS_FILE, weights_match, write_final_weights
 from tfvit.experiments.history import read_history, repair_history
 from tfvit.experiments.json_output import write_json
 from tfvit.experiments.report import with_status
@@ -38,7 +45,8 @@ from tfvit.training.hparams import RESULT_GROUP, log_run_metrics
 from tfvit.training.finetune import freeze_for_finetuning, layer_decay_multipliers
 from tfvit.training.optimizers import build_optimizer
 from tfvit.training.precision import precision
-from tfvit.training.resume import TrainingInterrupted, epochs_text, fit_resumable, resume_epoch, traced_epochs
+from tfvit.training.resume import (TrainingInterrupted, epochs_text, fit_resumable, resume_epoch, stopped_early,
+                                  traced_epochs)
 from tfvit.training.resume_state import latest_state
 from tfvit.training.schedules import WarmupCosineDecay, steps_per_epoch
 
@@ -62,9 +70,11 @@ def first_epoch_time(history):
 
 
 def finished_result(config, run_dir, report=None):
-    """The saved result of ``config`` when its run finished earlier (same identity), else None. A result.json
-    that cannot be read is told to ``report(message)`` (if given) and counts as no result: the run is
-    trained again, which gives the same result."""
+    """The saved result of ``config`` when its run finished earlier (same identity) and its final weights are
+    the ones it describes (the SHA-256 it records), else None. A result.json that cannot be read, or whose
+    weights file is missing or differs, is told to ``report(message)`` (if given) and counts as no result: the
+    run is finished again from its resume state if it still has one, else trained again; either gives the
+    same result."""
     path = os.path.join(run_dir, "result.json")
     if not os.path.exists(path):
         return None
@@ -74,22 +84,29 @@ def finished_result(config, run_dir, report=None):
         saved = {k: v for k, v in result["config"].items() if k not in NOT_IDENTITY}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         if report:
-            report(f"{path} is damaged ({type(error).__name__}: {error}); the run is trained again")
+            report(f"{path} is damaged ({type(error).__name__}: {error}); {_again(run_dir)}")
         return None
-    return result if saved == config.identity() else None
+    if saved != config.identity():
+        return None
+    weights = os.path.join(run_dir, WEIGHTS_FILE)
+    # Results written before tfvit recorded the checksum have none to compare.
+    if "weights_sha256" in result and not weights_match(weights, result["weights_sha256"]):
+        if report:
+            report(f"{weights} is {'missing' if not os.path.exists(weights) else 'not the file'} that "
+                   f"{path} describes (its SHA-256 differs); {_again(run_dir)}")
+        return None
+    return result
+
+
+def _again(run_dir):
+    """What happens to a run whose result cannot be used, in words."""
+    if resume_epoch(os.path.join(run_dir, "resume")):
+        return "the run is finished again from its resume state"
+    return "the run is trained again"
 
 
 def _to_stderr(message):
     print(message, file=sys.stderr, flush=True)
-
-
-def save_final_weights(model, path):
-    """``model.save_weights(path)`` without the optimizer's variables, which a compiled model would add
-    (Adam's two moments: three times the file) and which nothing reads once the run has finished."""
-    from keras.src.saving import saving_lib  # Keras's own writer; its public save_weights has no way to skip
-
-    optimizer = getattr(model, "optimizer", None)
-    saving_lib.save_weights_only(model, path, objects_to_skip=[optimizer] if optimizer is not None else None)
 
 
 def trained_model(result, logdir):
@@ -97,7 +114,7 @@ def trained_model(result, logdir):
     weights, in float32 for inference and saliency maps."""
     config = RunConfig(**dict(result["config"], pretrained=""))  # the final weights replace any checkpoint
     model, _ = build_model(config)
-    model.load_weights(os.path.join(logdir, result["folder"], "model.weights.h5"))
+    model.load_weights(os.path.join(logdir, result["folder"], WEIGHTS_FILE))
     return model
 
 
@@ -162,18 +179,23 @@ def run(config, logdir="logs", verbose=1):
     run_dir = run_folder(config, logdir, create=chief, report=_to_stderr)
     label = os.path.relpath(run_dir, logdir)
     with run_lock(run_dir, label) if chief else contextlib.nullcontext():
+        resume_dir = os.path.join(run_dir, "resume")
         result = finished_result(config, run_dir, report=_to_stderr)
         if result is not None:
             if verbose:
                 print(f"{label}: finished earlier, results read from {os.path.join(run_dir, 'result.json')}")
+            if chief:  # left by a process stopped after writing the result, before deleting its resume state
+                shutil.rmtree(resume_dir, ignore_errors=True)
+            _say_what_was_not_kept(config, run_dir, label)
             return result
-        resume_dir = os.path.join(run_dir, "resume")
         saved = latest_state(resume_dir, report=_to_stderr)[0]  # says so when it passes over a damaged state
+        stopped = stopped_early(resume_dir)
         if chief:  # the rows of epochs the state does not hold are trained again: keep only the whole rows before them
             repair_history(run_dir, saved)
         if verbose and saved:
-            print(f"resuming {label} from epoch {saved + 1}/{config.epochs}" if saved < config.epochs else
-                  f"{label}: {epochs_text(saved, config.epochs)}; evaluating it", flush=True)
+            over = saved >= config.epochs or stopped
+            print(f"{label}: {epochs_text(saved, config.epochs, stopped)}; evaluating it" if over else
+                  f"resuming {label} from epoch {saved + 1}/{config.epochs}", flush=True)
         out_dir = distribution.writable(run_dir)
         try:
             with precision(config.precision), distribution.scope(distributed):
@@ -184,11 +206,34 @@ def run(config, logdir="logs", verbose=1):
             diverged.name = label
             raise
         except KeyboardInterrupt as interrupt:  # while the data, the model or the evaluation was being made
-            raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False) from interrupt
-        write_json(os.path.join(out_dir, "result.json"), with_status(result))
-        # The result and the final weights are written: the resume state has nothing left to continue.
-        shutil.rmtree(os.path.join(out_dir, "resume"), ignore_errors=True)
+            raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False,
+                                      stopped=stopped_early(resume_dir)) from interrupt
+        result_path = os.path.join(out_dir, "result.json")
+        try:
+            # After the weights it names, so that a result.json always describes a complete weights file.
+            write_json(result_path, with_status(result))
+            # The result and the final weights are written: the resume state has nothing left to continue.
+            shutil.rmtree(os.path.join(out_dir, "resume"), ignore_errors=True)
+        except OSError as error:
+            raise FinalWeightsNotSaved(
+                f"cannot write the result of {label} to {result_path}: {error.strerror or error}. The trained "
+                f"state is kept in {resume_dir}; free space (or make the folder writable), then run the same "
+                f"command to finish the run without training it again."
+            ) from error
+        except KeyboardInterrupt as interrupt:
+            finished = finished_result(config, run_dir) is not None
+            raise TrainingInterrupted(label, resume_epoch(resume_dir), config.epochs, training=False,
+                                      stopped=stopped_early(resume_dir), finished=finished) from interrupt
     return result
+
+
+def _say_what_was_not_kept(config, run_dir, label):
+    """--save-best asked of a run that finished without it: its best epoch's model was never kept and cannot be
+    made now. Said on stderr, so that the flag is not silently ignored."""
+    if config.save_best and not os.path.exists(os.path.join(run_dir, "best.keras")):
+        _to_stderr(f"note: --save-best: {label} finished earlier without it, so its best epoch's model was not kept "
+                   f"and cannot be made now. To have best.keras, train it again under another --logdir (or delete "
+                   f"{run_dir}).")
 
 
 def _run_hparams(config, model, trainer, num_train, num_test):
@@ -202,13 +247,20 @@ def _run_hparams(config, model, trainer, num_train, num_test):
                "accum": config.accum, "learning_rate": config.learning_rate, "epochs": config.epochs}
     hparams.update((k, v) for k, v in config.identity().items() if k not in hparams and k not in ("limit_train", "limit_test"))
     hparams.update(
-        run_id=config.name, weight_decay=float(trainer.optimizer.weight_decay),
+        run_id=config.name, weight_decay=_weight_decay(trainer.optimizer),
         dropout=float(model_config.get("dropout", config.dropout)),
         drop_path=float(model_config.get("drop_path_rate", 0.0)),
         image_size=int(height) if height == width else f"{height}x{width}", train_examples=int(num_train),
         test_examples=int(num_test),
     )
     return hparams
+
+
+def _weight_decay(optimizer):
+    """The decoupled weight decay ``optimizer`` applies (0 for none); through mixed_float16's LossScaleOptimizer,
+    which has no weight decay of its own (None), that of the optimizer it wraps."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return float(optimizer.weight_decay or 0.0)
 
 
 # The run's own figures in the HParams dashboard (log_run_metrics), by result key.
@@ -260,7 +312,7 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
     wall = time.perf_counter() - started
     with distribution.expected_end_of_data(distributed):
         test_loss, test_accuracy = trainer.evaluate(test, verbose=0)
-    save_final_weights(model, os.path.join(out_dir, "model.weights.h5"))
+    weights_sha256 = write_final_weights(model, out_dir, label)
     history = read_history(out_dir)
     traced = traced_epochs(resume_dir)
     stats = tfvit.stats(model)
@@ -276,6 +328,7 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
         # Updates applied: fewer than the steps when mixed_float16's loss scaling skipped overflowing ones.
         "updates": int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
         "epochs_run": len(history.get("epoch", [])),
+        "stopped_early": stopped_early(resume_dir),
         "train_accuracy": history["accuracy"][-1] if history.get("accuracy") else float("nan"),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
@@ -294,6 +347,7 @@ def _train_and_evaluate(config, run_dir, out_dir, label, verbose, distributed=No
         # BatchNorm normalises each micro-batch by itself: the one layer that makes accumulation inexact.
         "batch_norm": any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()),
         "history": history,
+        "weights_sha256": weights_sha256,  # of model.weights.h5: the weights this result describes
     }
     log_run_metrics(out_dir, {key: result[key] for key in RESULT_METRICS}, step=result["epochs_run"])
     return result

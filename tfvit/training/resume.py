@@ -14,7 +14,13 @@ An interruption (Ctrl-C, SIGINT) inside ``fit_resumable`` comes out as ``Trainin
 completely written. The epoch in progress is lost and trained again on restart.
 
 The state also records the epoch at which each process began training (``traced_epochs``): those epochs
-include tracing and compiling the steps, and a steady-state time per epoch leaves them out.
+include tracing and compiling the steps, and a steady-state time per epoch leaves them out; and whether a
+callback (early stopping) ended training at that epoch (``stopped_early``), so that a restart does not train
+on.
+
+A run whose training is over (every epoch saved, or stopped early) is not trained again: ``fit_resumable``
+restores its saved state into the model and returns None, so that what follows (the final evaluation, the
+final weights) sees the trained model, whatever moment of the end of the run an interruption came at.
 """
 
 
@@ -38,6 +44,19 @@ def resume_epoch(directory):
     return latest_state(directory, report=_silent)[0]
 
 
+def stopped_early(directory):
+    """Whether the run saved in ``directory`` ended its training early (a callback such as EarlyStopping set
+    ``model.stop_training``) at the epoch of its newest complete state."""
+    state = latest_state(directory, report=_silent)[2] or {}
+    return bool(state.get("stopped_early", False))
+
+
+def training_over(directory, epochs):
+    """Whether the run saved in ``directory`` has nothing left to train of its ``epochs``: all are saved, or it
+    stopped early."""
+    return resume_epoch(directory) >= epochs or stopped_early(directory)
+
+
 def traced_epochs(directory):
     """The epochs (0-based) at which a process began training the run saved in ``directory``: the first
     epoch of each ``fit`` call, whose time includes tracing and compiling the steps ([0] without a record)."""
@@ -50,8 +69,11 @@ class StateNotSaved(UserError):
     epoch whose state is kept."""
 
 
-def epochs_text(saved, epochs):
-    """What a resume state of ``saved`` finished epochs (of ``epochs``) keeps, in words."""
+def epochs_text(saved, epochs, stopped=False):
+    """What a resume state of ``saved`` finished epochs (of ``epochs``) keeps, in words; ``stopped``: training
+    ended early after epoch ``saved``."""
+    if stopped:
+        return f"training stopped early after epoch {saved}/{epochs}, which is saved"
     if saved <= 0:
         return "no epoch is saved yet"
     if saved >= epochs:
@@ -62,23 +84,67 @@ def epochs_text(saved, epochs):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during a resumable run. ``saved``: the epochs the resume state holds (epochs 1..saved, 1-based);
     ``training``: whether it came during the epochs (else while the run was prepared or evaluated);
-    ``study``: (i, n) when the run was the i-th of a study of n runs. ``str()`` is the one line to show."""
+    ``stopped``: training had ended early after epoch ``saved``; ``finished``: the run's result was written, only
+    the deletion of its resume state was left; ``study``: (i, n) when the run was the i-th of
+    a study of n runs; ``signal_name``: the signal that stopped the process when it was not SIGINT (SIGTERM).
+    ``str()`` is the one line to show."""
 
-    def __init__(self, name, saved, epochs, training=True, study=None):
+    def __init__(self, name, saved, epochs, training=True, study=None, stopped=False, finished=False):
         super().__init__(name, saved, epochs)
         self.name, self.saved, self.epochs = str(name), int(saved), int(epochs)
-        self.training, self.study = training, study
+        self.training, self.study, self.stopped, self.finished = training, study, bool(stopped), bool(finished)
+        self.signal_name = None
 
     def __str__(self):
         of = self.name + (f" (run {self.study[0]}/{self.study[1]} of the study)" if self.study and self.study[1] > 1
                           else "")
-        if self.saved >= self.epochs:
+        stopped = f"{self.signal_name} " if self.signal_name else "interrupted "
+        if self.finished:
+            return f"{stopped}as {of} finished: its result is written; run the same command to go on"
+        if self.stopped or self.saved >= self.epochs:
             where, then = f"after the last epoch of {of}, before its result was written", "finish"
         elif self.training:
             where, then = f"in epoch {self.saved + 1}/{self.epochs} of {of}", "continue"
         else:
             where, then = f"before epoch {self.saved + 1}/{self.epochs} of {of} began", "continue"
-        return f"interrupted {where}; {epochs_text(self.saved, self.epochs)}; run the same command to {then}"
+        return f"{stopped}{where}; {epochs_text(self.saved, self.epochs, self.stopped)}; run the same command to {then}"
+
+
+def build_optimizer_variables(model):
+    """Create the variables of ``model``'s optimizer if they do not exist yet. Keras on TensorFlow creates them
+    inside the first traced step, which makes tf.function trace that step a second time; made before, the first
+    epoch is that much shorter (and a restore needs them anyway)."""
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def trained_variables(model):
+    """What a resume state holds of a compiled ``model``: its variables, then its optimizer's."""
+    return list(model.variables) + list(model.optimizer.variables)
+
+
+def restore_state(model, folder, state, callbacks=()):
+    """Assign the state saved in ``folder`` (``state``: its record) to the compiled ``model``'s variables and
+    optimizer, and the saved counters to ``callbacks`` (in the order they were saved). A state of another
+    configuration (other variables or shapes) raises ValueError."""
+    build_optimizer_variables(model)
+    variables = trained_variables(model)
+    stored = read_variables(folder)
+    if len(stored) != len(variables):
+        raise ValueError(
+            f"the saved state in {folder} holds {len(stored)} variables but this model "
+            f"and optimizer have {len(variables)}: it was saved by a different configuration. "
+            f"Use another run directory, or delete this one to start afresh."
+        )
+    for i, (variable, value) in enumerate(zip(variables, stored)):
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"saved variable {i} ({variable.path}) has shape {value.shape}, "
+                             f"expected {tuple(variable.shape)}: different configuration.")
+        variable.assign(value)
+    for callback, counters in zip(callbacks, state["callbacks"]):
+        for name, value in counters.items():
+            setattr(callback, name, value)
 
 
 class ResumableTraining(keras.callbacks.Callback):
@@ -100,49 +166,29 @@ class ResumableTraining(keras.callbacks.Callback):
         self.fit_starts = [0]
         self.saved_epoch = 0
 
-    def _variables(self):
-        return list(self.model.variables) + list(self.model.optimizer.variables)
-
     def on_train_begin(self, logs=None):
-        # Keras on TensorFlow creates the optimizer's variables inside the first traced step, which makes
-        # tf.function trace that step a second time; made here, the first epoch is that much shorter (and a
-        # restore needs them anyway).
-        optimizer = self.model.optimizer
-        if not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
         epoch, folder, state = self.restore or latest_state(self.directory, report=self.report)
         self.restore = None  # a later fit call reads the state of then
         self.saved_epoch = epoch
         if folder is None:
+            build_optimizer_variables(self.model)
             self.fit_starts = [0]
             return
         # This process traces its steps afresh: its first epoch is one more that is not steady state.
         self.fit_starts = [int(e) for e in state.get("fit_starts", [0])] + [epoch]
-        variables = self._variables()
-        stored = read_variables(folder)
-        if len(stored) != len(variables):
-            raise ValueError(
-                f"the saved state in {folder} holds {len(stored)} variables but this model "
-                f"and optimizer have {len(variables)}: it was saved by a different configuration. "
-                f"Use another run directory, or delete this one to start afresh."
-            )
-        for i, (variable, value) in enumerate(zip(variables, stored)):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"saved variable {i} ({variable.path}) has shape {value.shape}, "
-                                 f"expected {tuple(variable.shape)}: different configuration.")
-            variable.assign(value)
-        for callback, counters in zip(self.tracked_callbacks, state["callbacks"]):
-            for name, value in counters.items():
-                setattr(callback, name, value)
+        restore_state(self.model, folder, state, self.tracked_callbacks)
 
     def on_epoch_end(self, epoch, logs=None):
-        arrays = [numpy_value(v) for v in self._variables()]
+        arrays = [numpy_value(v) for v in trained_variables(self.model)]
         counters = [
             {name: _plain(getattr(c, name)) for name in CALLBACK_COUNTERS if _plain(getattr(c, name, None)) is not None}
             for c in self.tracked_callbacks
         ]
         try:
-            write_state(self.directory, epoch + 1, arrays, {"callbacks": counters, "fit_starts": self.fit_starts})
+            # The callbacks before this one have run: EarlyStopping has set stop_training if it ends training here.
+            stopped = bool(getattr(self.model, "stop_training", False))
+            write_state(self.directory, epoch + 1, arrays,
+                        {"callbacks": counters, "fit_starts": self.fit_starts, "stopped_early": stopped})
         except OSError as error:
             kept = f"the state of epoch {self.saved_epoch} is kept" if self.saved_epoch else "no epoch is saved yet"
             raise StateNotSaved(
@@ -167,8 +213,9 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     ``dataset_from_epoch(epoch)`` returns a batched ``tf.data.Dataset`` whose successive passes are
     the epochs ``epoch``, ``epoch + 1``, ... and whose content depends only on fixed seeds and the
     epoch (``tfvit.data.load(..., epoch=epoch)`` is such a dataset); each pass holds
-    ``steps_per_epoch`` batches. Returns the History of this call, or None if the run had already
-    finished. A KeyboardInterrupt during training is raised again as ``TrainingInterrupted`` naming the run
+    ``steps_per_epoch`` batches. Returns the History of this call, or None if the run's training was over
+    (every epoch saved, or stopped early by a callback): then the saved state has been restored into ``model``,
+    so that it is the trained model whatever happened after its last epoch. A KeyboardInterrupt during training is raised again as ``TrainingInterrupted`` naming the run
     (``name``, default ``directory``), the epoch in progress and the epochs saved. A damaged saved state is
     passed over for the one before it, told to ``report`` (default: stderr); a state that cannot be written
     raises ``StateNotSaved``.
@@ -180,8 +227,9 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     """
     restore_from = directory if restore_from is None else restore_from
     saved = latest_state(restore_from, report=report)
-    start = saved[0]
-    if start >= epochs:
+    start, folder, state = saved
+    if folder is not None and (start >= epochs or state.get("stopped_early", False)):
+        restore_state(model, folder, state)  # without callbacks: there is no training for their counters
         return None
     # Keras keeps one iterator across epochs when steps_per_epoch is given: pass k is epoch start + k.
     strategy = getattr(model, "distribute_strategy", None)
@@ -198,4 +246,5 @@ def fit_resumable(model, dataset_from_epoch, epochs, directory, steps_per_epoch,
     except KeyboardInterrupt as interrupt:
         # A state is complete once renamed into place: an interrupt inside on_epoch_end's writes leaves the
         # previous epoch's state, and that is what a restart continues from.
-        raise TrainingInterrupted(directory if name is None else name, resume_epoch(restore_from), epochs) from interrupt
+        raise TrainingInterrupted(directory if name is None else name, resume_epoch(restore_from), epochs,
+                                  stopped=stopped_early(restore_from)) from interrupt
