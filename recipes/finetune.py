@@ -23,8 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfvit.experiments import RunConfig, finetune, plot_runs, run_all  # noqa: E402
 from tfvit.experiments.cli import (  # noqa: E402
-    add_checkpoint_arguments, add_run_arguments, comma_list, prepare_logdir, resolve_checkpoints, run_recipe,
-    write_study,
+    add_checkpoint_arguments, add_run_arguments, comma_list, non_negative_int, prepare_logdir, resolve_checkpoints,
+    run_recipe, write_study,
 )
 from tfvit.experiments.config import start_label  # noqa: E402
 from tfvit.models import list_models  # noqa: E402
@@ -39,8 +39,8 @@ def parse(argv=None):
     p.add_argument("--frozen-blocks", type=int, default=-1,
                    help="partial: blocks (ViT) / stages (Swin) frozen after the patch embedding (default: half)")
     p.add_argument("--layer-decay", type=float, default=0.0, help="layer-wise learning-rate decay, e.g. 0.65 (0: off)")
-    p.add_argument("--saliency-images", "--gradcam-images", dest="saliency_images", type=int, default=6,
-                   help="test images in the saliency figure (0: none)")
+    p.add_argument("--saliency-images", "--gradcam-images", dest="saliency_images", type=non_negative_int, default=6,
+                   help="test images in the saliency figure (0: none; at most --limit-test)")
     p.add_argument("--gradcam-method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
                    help="the Grad-CAM method drawn beside tfvit.vis.explain's map, at the study's target")
     add_run_arguments(p, epochs=15, batch_size=64, lr=1e-4, weight_decay=0.05)
@@ -62,9 +62,10 @@ def main(argv=None):
     results = run_all(runs, out_dir, verbose=args.verbose)
     write_study(results, out_dir, finetune.study_table(results))
     print(f"curves: {plot_runs(results, os.path.join(out_dir, 'curves.png'), title=f'Fine-tuning on {args.dataset}')}")
-    if args.saliency_images:
+    images = finetune.saliency_images(args.saliency_images, args.limit_test)
+    if images:
         figure = finetune.saliency_figure(results, out_dir, os.path.join(out_dir, "saliency.png"),
-                                          num_images=args.saliency_images, method=args.gradcam_method)
+                                          num_images=images, method=args.gradcam_method)
         print(f"saliency: {figure}")
     print(f"TensorBoard: tensorboard --logdir {out_dir}")
 

@@ -34,8 +34,8 @@ def parse(argv=None):
     p.add_argument("--problem", choices=["1", "2"], required=True)
     p.add_argument("--models", type=comma_list, help="comma-separated rows; problem 1: " + ", ".join(study.PROBLEM1)
                    + "; problem 2: " + ", ".join(study.PROBLEM2_MODELS) + " (default: all)")
-    p.add_argument("--arms", type=comma_list, default=list(study.ARMS),
-                   help="problem 2: comma-separated from head, full, scratch")
+    p.add_argument("--arms", type=comma_list,
+                   help="problem 2: comma-separated from head, full, scratch (default: all)")
     add_checkpoint_arguments(p, "problem 2: Swin-Tiny or Swin-Small; ImageNet weights")
     # --dataset: cifar10 for problem 1, cifar100 for problem 2 (as the study) unless given.
     add_run_arguments(p, datasets=("cifar10", "cifar100"), dataset=None, epochs=30, batch_size=128, lr=1e-3,
@@ -51,12 +51,15 @@ def main(argv=None):
         if args.checkpoint or args.pretrained:
             raise UsageError("--checkpoint and --pretrained are for --problem 2; problem 1 trains every model from "
                              "scratch, as the study did.")
+        if args.arms is not None:
+            raise UsageError("--arms is for --problem 2 (linear probe, fine-tuning, from scratch); problem 1 trains "
+                             "every model from scratch. Leave --arms out, or choose rows with --models.")
         runs, skipped, tabulate = study.plan_problem1(base, args.models), [], study.problem1_table
     else:
         selected = args.models or list(study.PROBLEM2_MODELS)
         pretrained = {m: study.PROBLEM2_MODELS.get(m, m) for m in selected} if args.pretrained else None
         checkpoints = resolve_checkpoints(args.checkpoint, pretrained)
-        runs, skipped = study.plan_problem2(base, args.models, args.arms, checkpoints)
+        runs, skipped = study.plan_problem2(base, args.models, args.arms or list(study.ARMS), checkpoints)
         tabulate = study.problem2_table
     for line in skipped:
         print(f"not run: {line}")

@@ -214,3 +214,42 @@ def test_prepare_logdir_refuses_a_folder_it_cannot_write(tmp_path):
             prepare_logdir(str(locked))
     finally:
         locked.chmod(0o700)
+
+
+def test_a_non_utf8_logdir_stops_before_training_naming_the_flag(tmp_path, capsys):
+    logdir = os.fsdecode(bytes(tmp_path) + b"/logs-\xff")  # as Python gives such a command-line argument
+    data = str(tiny_mnist(tmp_path / "data", train=64, test=16))
+    code, err = called(load_recipe("gao_swin").main, TINY[:4] + ["--data-dir", data, "--logdir", logdir,
+                                                                 "--epochs", "1", "--verbose", "0"], capsys)
+    assert code == 1 and err.startswith(f"error: --logdir {logdir!r} is not a UTF-8 path") and "Traceback" not in err
+    assert not os.path.exists(logdir)
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_saying_what_is_saved(tmp_path, capsys):
+    # A scheduler's or kill's SIGTERM in epoch 2 of 3: the same line as Ctrl-C, "terminated (SIGTERM)", exit 143.
+    import keras
+
+    from tfvit.training.resume import fit_resumable
+
+    class TerminateInEpoch2(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    def main(argv):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        import tensorflow as tf
+
+        data = tf.data.Dataset.from_tensor_slices((np.ones((8, 4), "float32"), np.zeros(8, "int64"))).batch(4)
+        fit_resumable(model, lambda epoch: data, 3, str(tmp_path / "resume"), 2, callbacks=[TerminateInEpoch2()],
+                      name="r", verbose=0)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    assert called(main, [], capsys) == (
+        143, "terminated (SIGTERM) in epoch 2/3 of r; epoch 1 is saved; run the same command to continue\n")
+    assert resume_epoch(tmp_path / "resume") == 1
+    assert signal.getsignal(signal.SIGTERM) is previous  # the recipe's handler does not outlive it

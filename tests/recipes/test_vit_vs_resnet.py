@@ -37,10 +37,13 @@ def test_problem2_without_checkpoints_says_which_arms_it_cannot_run(tmp_path, ca
                                            "--checkpoint", f"Swin-Tiny={tmp_path / 'missing.safetensors'}"])
 
 
-def test_checkpoints_are_for_problem_2(tmp_path):
+def test_checkpoints_and_arms_are_for_problem_2(tmp_path):
     from tfvit.experiments.cli import UsageError
 
     for flags in (["--pretrained"], ["--checkpoint", "ResNet-18=hf-hub:org/name"]):
         with pytest.raises(UsageError, match="are for --problem 2; problem 1 trains every model from scratch"):
             load_recipe("vit_vs_resnet").main(["--problem", "1", *flags, "--logdir", str(tmp_path)])
+    # Problem 1 has no arms: --arms was silently ignored there.
+    with pytest.raises(UsageError, match="^--arms is for --problem 2"):
+        load_recipe("vit_vs_resnet").main(["--problem", "1", "--arms", "head", "--logdir", str(tmp_path)])
     assert not (tmp_path / "vit_vs_resnet").exists()

@@ -9,14 +9,19 @@ usage line naming the flag, before anything is loaded.
 ``run_recipe(main)`` runs a recipe as a command: a mistake of the user's (missing or damaged data, a
 setting tfvit refuses, a path that cannot be used, a run whose loss turned NaN) ends in one paragraph
 ``error: ...`` on stderr and exit status 1, Ctrl-C in one line saying which epochs are saved and exit
-status 130; ``--debug`` shows the traceback instead. Any other exception is a bug and keeps its traceback.
+status 130 (SIGTERM, as a scheduler or ``kill`` sends it, the same line and 143); ``--debug`` shows the traceback
+instead. Any other exception is a bug and keeps its traceback. tfvit's warnings are one line ``warning: ...``.
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
+import warnings
 
 import tfvit
 from tfvit.convert.hub import hub_checkpoint, is_hub_reference, parse_hub_reference
@@ -186,6 +191,11 @@ def resolve_checkpoints(pairs, pretrained=None):
 def prepare_logdir(path, flag="--logdir"):
     """Create the log root ``path`` (given as ``flag``) and check that files can be written in it, before any
     training; returns ``path``. Raises UsageError naming the flag and the reason."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {path!r} is not a UTF-8 path: TensorBoard's event files (TensorFlow's writers) "
+                         f"take UTF-8 paths only. Give a folder whose name is UTF-8.") from None
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path!r} is a file, not a folder: give a folder for the runs, tables and figures "
                          f"(it is created if missing).")
@@ -262,29 +272,69 @@ def _strategy_flag(argv):
         return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process was, so that a run stops as on Ctrl-C (its saved epochs kept)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises ``Terminated`` while the block runs (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """tfvit's warnings as one line ``warning: ...`` (they say what to do); others as Python shows them."""
+    if _under(filename, [os.path.dirname(tfvit.__file__)]):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def run_recipe(main, argv=None):
     """Run a recipe's ``main(argv)`` as a command (``if __name__ == "__main__": run_recipe(main)``).
 
     A user's error (``user_error``) prints ``error: <message>`` (one paragraph) on stderr and exits with
     status 1; Ctrl-C prints one line on stderr (for a run: the epoch it stopped in and the epochs saved,
-    ``TrainingInterrupted``) and exits with 130, as shells report SIGINT. With ``--debug`` both are raised
-    with their traceback; any other exception always is. argparse's own errors exit with 2 as usual.
+    ``TrainingInterrupted``) and exits with 130, as shells report SIGINT; SIGTERM the same line, beginning
+    "terminated (SIGTERM)", and 143. With ``--debug`` both are raised with their traceback; any other exception
+    always is. argparse's own errors exit with 2 as usual. tfvit's own warnings print as ``warning: <message>``.
     ``--strategy multi_worker`` joins the cluster of ``TF_CONFIG`` first, before the recipe runs anything."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug_flag(argv)
     source = getattr(getattr(main, "__code__", None), "co_filename", None)
     code_folders = [os.path.dirname(os.path.abspath(source))] if source else []
     try:
-        if _strategy_flag(argv) == "multi_worker":
-            # MultiWorkerMirroredStrategy must join its cluster before TensorFlow runs anything in the process.
-            strategy_for("multi_worker")
-        return main(argv)
+        with _sigterm_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if _strategy_flag(argv) == "multi_worker":
+                # MultiWorkerMirroredStrategy must join its cluster before TensorFlow runs anything in the process.
+                strategy_for("multi_worker")
+            return main(argv)
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
         sys.stdout.flush()
-        print(str(interrupt) if isinstance(interrupt, TrainingInterrupted) else "interrupted", file=sys.stderr)
-        sys.exit(130)
+        terminated = isinstance(interrupt, Terminated) or isinstance(interrupt.__cause__, Terminated)
+        if isinstance(interrupt, TrainingInterrupted):
+            interrupt.signal_name = "terminated (SIGTERM)" if terminated else None
+            print(str(interrupt), file=sys.stderr)
+        else:
+            print("terminated (SIGTERM)" if terminated else "interrupted", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
     except Exception as error:
         if debug or not user_error(error, code_folders):
             raise

@@ -70,6 +70,16 @@ def study_table(results):
     return markdown(header, body)
 
 
+def saliency_images(requested, limit_test=0):
+    """How many test images the saliency figure explains: ``requested``, but no more than a quick run's test set
+    (``limit_test`` images; 0: the whole set), which is what a user who limits it asks for (a map per image and
+    run can take minutes at 224x224). Says so on stdout when it takes fewer."""
+    if limit_test and requested > limit_test:
+        print(f"saliency: the first {limit_test} test images (--limit-test {limit_test}), not {requested}")
+        return limit_test
+    return requested
+
+
 def saliency_figure(results, runs_dir, path, num_images=6, method="gradcam", data_dir=None):
     """Two rows per run on the same first ``num_images`` test images, for the true class of each image:
     ``tfvit.vis.explain`` (method "auto": the method measured to point at the evidence for the model's family,
