@@ -105,3 +105,24 @@ def test_a_headerless_pickle_named_safetensors_is_called_a_pickle(tmp_path, prot
                               f"safetensors file")
     assert "interrupted download" not in message
     assert "torch.load" in message and "safetensors.torch.save_file" in message  # the conversion hint
+
+
+def test_a_folder_with_a_stale_single_file_beside_shards_is_refused_and_each_file_loads_its_own(tmp_path):
+    old, new = tiny_vit(), tiny_vit()
+    assert not np.array_equal(old.get_layer("head").kernel.numpy(), new.get_layer("head").kernel.numpy())
+    safetensors_numpy.save_file(timm_state(old), str(tmp_path / "model.safetensors"))
+    state = timm_state(new)
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[:5], "model-00002-of-00002.safetensors": names[5:]}
+    for shard, members in shards.items():
+        safetensors_numpy.save_file({name: state[name] for name in members}, str(tmp_path / shard))
+    weight_map = {name: shard for shard, members in shards.items() for name in members}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(ValueError, match=r"holds two checkpoints: model\.safetensors \(modified .*\) and the shard "
+                                         r"index model\.safetensors\.index\.json \(modified .*Delete the stale one"):
+        load_pretrained(tiny_vit(), tmp_path)
+    for path, source in ((tmp_path / "model.safetensors", old), (tmp_path / "model.safetensors.index.json", new)):
+        model = tiny_vit()
+        load_pretrained(model, path)
+        for loaded, expected in zip(model.weights, source.weights):
+            np.testing.assert_array_equal(loaded.numpy(), expected.numpy())

@@ -2,6 +2,7 @@ import json
 import os
 import pickle
 import struct
+import time
 import zipfile
 
 import numpy as np
@@ -163,3 +164,83 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no model.safetensors .* in the directory"):
         read_safetensors(empty)
     assert not os.path.exists(tmp_path / "model.safetensors")
+
+
+def _both_checkpoints(folder):
+    """``folder`` with a stale model.safetensors (TENSORS doubled, modified first) and a newer shard index whose
+    two shards hold TENSORS: what transformers' save_pretrained leaves when it writes shards over one file."""
+    folder.mkdir()
+    _write(folder / "model.safetensors", {name: value * 2 for name, value in TENSORS.items()})
+    _write(folder / "model-00001-of-00002.safetensors", {"a": TENSORS["a"]})
+    _write(folder / "model-00002-of-00002.safetensors", {"b": TENSORS["b"], "c": TENSORS["c"]})
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
+                  "c": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    os.utime(folder / "model.safetensors", (1_700_000_000, 1_700_000_000))
+    os.utime(folder / "model.safetensors.index.json", (1_700_086_400, 1_700_086_400))  # a day later
+    return folder
+
+
+def test_a_folder_with_both_a_single_file_and_a_shard_index_is_refused_and_each_file_reads_as_given(tmp_path):
+    folder = _both_checkpoints(tmp_path / "both")
+    single, index = str(folder / "model.safetensors"), str(folder / "model.safetensors.index.json")
+    for read in (read_safetensors, read_safetensors_shapes):
+        with pytest.raises(ValueError) as refused:
+            read(folder)
+        message = str(refused.value)
+        for when in (1_700_000_000, 1_700_086_400):
+            assert time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) in message
+        assert "holds two checkpoints: model.safetensors (modified " in message
+        assert "model.safetensors.index.json is the newer" in message and "Delete the stale one" in message
+        assert f"pass the file to read: {single!r} or {index!r}" in message
+    # A file given explicitly is read as given: the single file, or the shards its index names.
+    for name, value in TENSORS.items():
+        np.testing.assert_array_equal(read_safetensors(single)[name], value * 2)
+        np.testing.assert_array_equal(read_safetensors(index)[name], value)
+    assert read_safetensors_shapes(index) == {"a": (2, 3), "b": (2,), "c": (4,)}
+    os.remove(single)  # the stale file deleted, as the message says: the folder reads its shards
+    for name, value in TENSORS.items():
+        np.testing.assert_array_equal(read_safetensors(folder)[name], value)
+
+
+def test_a_hub_revision_with_both_reads_the_single_file_as_transformers_does(tmp_path, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from tfvit.convert.hub import hub_checkpoint
+
+    folder = _both_checkpoints(tmp_path / "snapshot")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(folder))
+    # The cache is not the user's folder to clean: the revision's files are read, the single one first.
+    path = hub_checkpoint("hf-hub:acme/both")
+    for name, value in TENSORS.items():
+        np.testing.assert_array_equal(read_safetensors(path)[name], value * 2)
+
+
+def test_keras_files_are_refused_with_the_keras_call_that_reads_them(tmp_path):
+    import keras
+
+    import tfvit
+
+    model = tfvit.create_model("vit_mnist_patch4_28", depth=1, num_classes=3)
+    x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(x))
+    model.save(tmp_path / "model.keras")
+    model.save_weights(tmp_path / "model.weights.h5")
+    (tmp_path / "renamed.safetensors").write_bytes((tmp_path / "model.weights.h5").read_bytes())
+    (tmp_path / "model.h5").write_bytes((tmp_path / "model.weights.h5").read_bytes())
+    for file, what, call in [("model.keras", "a Keras model file", "model = keras.models.load_model({path!r})"),
+                             ("model.weights.h5", "a Keras weights file", "model.load_weights({path!r})"),
+                             ("renamed.safetensors", "a Keras weights file", "model.load_weights({path!r})"),
+                             ("model.h5", "a Keras weights file", "model = keras.models.load_model({path!r})")]:
+        path = str(tmp_path / file)
+        with pytest.raises(ValueError) as refused:
+            tfvit.create_model("vit_mnist_patch4_28", depth=1, num_classes=3, pretrained=path)
+        message = str(refused.value)
+        assert message.startswith(f"{path!r} is {what}") and call.format(path=path) in message, message
+        assert "torch" not in message and "interrupted download" not in message
+    # The calls it gives read the files exactly.
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, rtol=0, atol=1e-6)
+    fresh = tfvit.create_model("vit_mnist_patch4_28", depth=1, num_classes=3)
+    assert not np.allclose(keras.ops.convert_to_numpy(fresh(x)), expected)
+    fresh.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fresh(x)), expected, rtol=0, atol=1e-6)

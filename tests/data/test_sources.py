@@ -228,14 +228,46 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickle_that_calls_a_function_is_refused_without_running_it(tmp_path):
+@pytest.mark.parametrize("protocol", range(6))
+def test_a_pickle_that_calls_a_function_is_refused_without_running_it(tmp_path, protocol):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     marker = tmp_path / "code_ran"
-    (folder / "test_batch").write_bytes(pickle.dumps({b"data": RunsACommand(marker), b"labels": [0]}, protocol=3))
+    batch = {b"data": RunsACommand(marker), b"labels": [0]}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=protocol))
     with pytest.raises(DataError, match=r"test_batch refers to (posix|os)\.system.*not loaded"):
         load_arrays("cifar10", "test", data_dir=tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_a_batch_resaved_by_python3_loads_under_every_protocol(tmp_path, protocol):
+    """An official batch read with pickle.load(f, encoding="bytes") and saved again by Python 3 uses globals the
+    official files lack (_codecs.encode and bytes under protocols 0-2, numpy's _frombuffer under 5): it decodes to
+    the images and labels that were written."""
+    batch = pickle.loads(owner_files.cifar10_members({"train": 10, "test": 12})["test_batch"], encoding="bytes")
+    assert sorted(batch) == [b"batch_label", b"data", b"filenames", b"labels"]
+    batch[b"batch_label"] = b""  # pickled as bytes() under protocols 0-2
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump(batch, f, protocol=protocol)
+    images, labels = load_arrays("cifar10", "test", data_dir=tmp_path)
+    expected_images, expected_labels = owner_files.arrays("cifar10", "test", 12)
+    np.testing.assert_array_equal(images, expected_images)
+    np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_the_globals_a_resaved_batch_needs_are_refused_in_any_other_form(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    # _codecs.encode("x", "rot13") and bytes(10**9), written opcode by opcode (protocol 2).
+    rot13 = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R."
+    (folder / "test_batch").write_bytes(rot13)
+    with pytest.raises(DataError, match=r"test_batch calls _codecs\.encode\(str, 'rot13'\).*not loaded"):
+        load_arrays("cifar10", "test", data_dir=tmp_path)
+    (folder / "test_batch").write_bytes(b"\x80\x02c__builtin__\nbytes\nJ\x00\xca\x9a\x3b\x85R.")
+    with pytest.raises(DataError, match=r"test_batch is not a readable CIFAR pickle \(TypeError"):
+        load_arrays("cifar10", "test", data_dir=tmp_path)
 
 
 def idx_bytes(magic, dims, values):

@@ -82,7 +82,8 @@ def _client():
 
 def hub_checkpoint(reference):
     """The local folder (a snapshot in the hub client's cache) holding the checkpoint ``reference``
-    (``hf-hub:ORG/NAME[@REVISION]`` or a ``HubReference``), downloading what is not cached yet.
+    (``hf-hub:ORG/NAME[@REVISION]`` or a ``HubReference``), downloading what is not cached yet; its
+    ``model.safetensors`` when the repository also has a shard index.
 
     Raises ``CheckpointUnavailable`` when it is not cached and cannot be downloaded (offline, hub out of reach,
     unknown, private or gated repository, unknown revision), and ValueError when the repository holds no
@@ -111,6 +112,10 @@ def hub_checkpoint(reference):
     except errors.HfHubHTTPError as error:
         raise CheckpointUnavailable(f"{ref}: the hub refused the download: {error}") from None
     present = _files(folder)
+    if WEIGHTS_NAME in present and SHARD_INDEX_NAME in present:
+        # A local folder with both is refused (resolve_checkpoint), but a revision's files are the publisher's and
+        # a cache is no place to delete one: read the single file, as transformers' from_pretrained does.
+        return os.path.join(folder, WEIGHTS_NAME)
     if WEIGHTS_NAME in present or SHARD_INDEX_NAME in present:
         return folder
     listing, cached_copy = present, True

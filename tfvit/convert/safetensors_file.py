@@ -4,8 +4,9 @@ A safetensors file is an 8-byte little-endian header length N, N bytes of JSON n
 dtype, shape and byte range, then the raw data: reading it runs no code. PyTorch's ``.bin`` / ``.pt``
 / ``.pth`` / ``.ckpt`` files are pickles (inside a zip since torch 1.6), and unpickling a file runs
 whatever it says, so those are refused before a byte of them is interpreted, with the two lines that
-convert them. No torch is needed: tensors come back as numpy arrays, read by the ``safetensors``
-package's ``safe_open``.
+convert them. Keras's own files (``.keras``, ``.weights.h5``) are refused with the Keras call that reads
+them. No torch is needed: tensors come back as numpy arrays, read by the ``safetensors`` package's
+``safe_open``.
 """
 
 import io
@@ -14,12 +15,15 @@ import os
 import pickletools
 import re
 import struct
+import time
 
 import numpy as np
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 WEIGHTS_NAME = "model.safetensors"
 SHARD_INDEX_NAME = "model.safetensors.index.json"
+SHARD_INDEX_SUFFIX = ".safetensors.index.json"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 CONVERT_HINT = (
     "Convert it once, where torch is installed and you trust the file:\n"
@@ -80,6 +84,25 @@ def _headerless_pickle(path, size):
     return f"a Python pickle (protocol {protocol})"
 
 
+def _keras_file(path, head):
+    """Why ``path`` is one of Keras's own files and the Keras call that reads it, else None. Such a file is not a
+    checkpoint to convert (tfvit converts transformers' and timm's safetensors): Keras reads it exactly."""
+    if path.lower().endswith(".keras"):
+        return (f"{path!r} is a Keras model file (.keras: the architecture and its weights, as model.save writes it), "
+                f"not a transformers or timm checkpoint to convert. Keras loads it whole:\n"
+                f"    import keras, tfvit.models, tfvit.training  # importing them registers tfvit's classes\n"
+                f"    model = keras.models.load_model({path!r})")
+    if head.startswith(HDF5_SIGNATURE):
+        legacy = "" if path.lower().endswith(".weights.h5") else (
+            f"\n(or, for a whole model saved by model.save to .h5: model = keras.models.load_model({path!r}))")
+        return (f"{path!r} is a Keras weights file (HDF5, as model.save_weights writes it), not a transformers or "
+                f"timm checkpoint to convert. Build the model it was saved from, with the same arguments, and let "
+                f"Keras load it:\n"
+                f"    model = tfvit.create_model(name, ...)  # the name and arguments of the saved model\n"
+                f"    model.load_weights({path!r}){legacy}")
+    return None
+
+
 def _refuse(path, what):
     if path.lower().endswith(".safetensors"):
         what += ", not a safetensors file whatever its name says"
@@ -90,18 +113,22 @@ def _refuse(path, what):
 
 
 def resolve_checkpoint(path):
-    """The safetensors file(s) ``path`` names: a file, or a directory written by ``save_pretrained``.
+    """The safetensors file(s) ``path`` names: a file, a shard index (``*.safetensors.index.json``) or a directory
+    written by ``save_pretrained``.
 
     Returns a list of file paths (several for a sharded checkpoint). Raises FileNotFoundError for a
-    missing path and ValueError for anything that is not safetensors.
+    missing path and ValueError for anything that is not safetensors, and for a directory holding both
+    ``model.safetensors`` and a shard index (which of the two is current cannot be told).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        index = os.path.join(path, SHARD_INDEX_NAME)
-        if os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
-            return [os.path.join(path, WEIGHTS_NAME)]
+        single, index = os.path.join(path, WEIGHTS_NAME), os.path.join(path, SHARD_INDEX_NAME)
+        if os.path.isfile(single) and os.path.isfile(index):
+            raise ValueError(_two_checkpoints(path, single, index))
+        if os.path.isfile(single):
+            return [check_safetensors_file(single)]
         if os.path.isfile(index):
-            return [check_safetensors_file(os.path.join(path, shard)) for shard in _shard_files(index)]
+            return _shards(index)
         present = sorted(os.listdir(path))
         pickles = [name for name in present if name.endswith(PICKLE_SUFFIXES)]
         if pickles:
@@ -109,7 +136,29 @@ def resolve_checkpoint(path):
         raise FileNotFoundError(
             f"no {WEIGHTS_NAME} (or {SHARD_INDEX_NAME}) in the directory {path!r}; it holds {present[:10]}."
         )
+    if path.endswith(SHARD_INDEX_SUFFIX) and os.path.isfile(path):
+        return _shards(path)
     return [check_safetensors_file(path)]
+
+
+def _two_checkpoints(folder, single, index):
+    """The refusal of a folder holding a single-file and a sharded checkpoint: one is left over from an earlier save
+    (transformers' ``save_pretrained`` keeps ``model.safetensors`` when it writes shards, and the index when it
+    writes one file), and transformers' ``from_pretrained`` would read ``model.safetensors``, stale or not."""
+    times = {name: os.path.getmtime(file) for name, file in ((WEIGHTS_NAME, single), (SHARD_INDEX_NAME, index))}
+    newer = "" if len(set(times.values())) == 1 else f"; {max(times, key=times.get)} is the newer"
+    when = {name: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for name, t in times.items()}
+    return (
+        f"the folder {folder!r} holds two checkpoints: {WEIGHTS_NAME} (modified {when[WEIGHTS_NAME]}) and the shard "
+        f"index {SHARD_INDEX_NAME} (modified {when[SHARD_INDEX_NAME]}){newer}. One is left over from an earlier save "
+        f"and their weights may differ, so neither is read. Delete the stale one (a stale index with its "
+        f"model-*-of-*.safetensors shards), or pass the file to read: {single!r} or {index!r}."
+    )
+
+
+def _shards(index):
+    folder = os.path.dirname(index)
+    return [check_safetensors_file(os.path.join(folder, shard)) for shard in _shard_files(index)]
 
 
 def _shard_files(index):
@@ -147,6 +196,9 @@ def check_safetensors_file(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist.{hint}")
     with open(path, "rb") as f:
         head = f.read(16)
+    keras_file = _keras_file(path, head)
+    if keras_file is not None:
+        raise ValueError(keras_file)
     what = _pickle_or_zip(head)
     size = os.path.getsize(path)
     if what is None and not _plausible_safetensors(head, size):

@@ -206,15 +206,32 @@ class _CifarUnpickler(pickle.Unpickler):
 
     ``pickletools.dis`` of the official files shows three globals, the ones a pickled numpy array needs:
     ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype`` (``numpy._core`` when pickled
-    by NumPy 2). Any other global (``os.system``, ``builtins.eval``, ...) is refused before it is looked up.
+    by NumPy 2). A batch re-saved by Python 3 (``pickle.dump(batch, f, protocol=P)``) needs three more, each
+    allowed only in the form those pickles use:
+      * protocols 0-2 have no bytes opcode: bytes are pickled as ``_codecs.encode(text, "latin1")`` and ``b""``
+        as ``bytes()`` (``__builtin__.bytes``). Only that call is accepted: another codec name would reach any
+        codec an installed package registers, and ``bytes(n)`` would allocate n bytes;
+      * protocol 5 pickles a contiguous array as ``numpy._core.numeric._frombuffer(buffer, dtype, shape,
+        order)``: ``np.frombuffer`` and a reshape, which refuse object dtypes, so it can only make plain arrays.
+    Any other global (``os.system``, ``builtins.eval``, ``copyreg._reconstructor``, ...) is refused before it is
+    looked up.
     """
 
-    # ndarray.__reduce__ names the running NumPy's own _reconstruct, whichever module it lives in.
+    # ndarray.__reduce__ / __reduce_ex__(5) name the running NumPy's own functions, whichever module they live in.
+    _RECONSTRUCT = np.ndarray.__reduce__(np.empty(0))[0]
+    _FROMBUFFER = np.ndarray.__reduce_ex__(np.empty(0), 5)[0]
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0))[0],
-        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0))[0],
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+        ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
+        # Names of methods: bound to the unpickler, their refusals name the file. Under protocols 0-2 Python 3
+        # writes the builtins module as __builtin__.
+        ("_codecs", "encode"): "_latin1_bytes",
+        ("__builtin__", "bytes"): "_empty_bytes",
+        ("builtins", "bytes"): "_empty_bytes",
     }
 
     def __init__(self, file, where):
@@ -225,10 +242,21 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
-            return self._ALLOWED[module, name]
+            found = self._ALLOWED[module, name]
+            return getattr(self, found) if isinstance(found, str) else found
         raise DataError(f"{self.where} refers to {module}.{name}, which a CIFAR file never does; it was not loaded "
                         f"(a pickle can run code on loading). Use the official files from "
                         f"https://www.cs.toronto.edu/~kriz/cifar.html.")
+
+    def _latin1_bytes(self, text, encoding):
+        if isinstance(text, str) and encoding == "latin1":
+            return text.encode("latin1")
+        raise DataError(f"{self.where} calls _codecs.encode({type(text).__name__}, {encoding!r}); a CIFAR batch "
+                        f"pickled by Python only calls it with a str and 'latin1'. It was not loaded.")
+
+    @staticmethod
+    def _empty_bytes():
+        return b""
 
     def persistent_load(self, pid):
         raise DataError(f"{self.where} uses pickle persistent ids, which a CIFAR file never does; it was not loaded.")
