@@ -5,7 +5,8 @@ value received and what was expected, so a user sees the real problem instead of
 inside a matmul. A keyword argument that nothing accepts raises ``TypeError`` (Python's own error for
 an unexpected keyword), naming it and the closest accepted names: ``known_arguments`` for the layers
 and models, ``unknown_arguments`` for other entry points (``create_model``). Integers are any
-``numbers.Integral`` but bool (Python ints and numpy integers alike).
+``numbers.Integral`` but bool (Python ints and numpy integers alike). ``tfvit._labels`` does the same for the
+labels that ``fit`` and ``evaluate`` give a classification loss.
 """
 
 import difflib
@@ -13,6 +14,7 @@ import functools
 import inspect
 import numbers
 import re
+
 
 # What keras.layers.Layer.__init__ takes besides its keyword parameters (Keras 3.15, layers/layer.py): it pops
 # these two from **kwargs (deprecated: it warns) and rejects anything else. Read from its source where it is
@@ -172,6 +174,13 @@ def image_shape(shape, image_size=None, in_channels=None, patch_size=None, where
         )
     _, height, width, channels = shape
     if in_channels is not None and channels is not None and channels != in_channels:
+        if _channels_first(shape, image_size, in_channels):
+            raise ValueError(
+                f"{where} expects channels-last images (batch, height, width, channels), got shape {shape}, which "
+                f"looks channels-first (NCHW: {height} channel(s) of {width} x {channels}). Transpose them to "
+                f"channels-last: x.transpose(0, 2, 3, 1) for a numpy array, keras.ops.transpose(x, (0, 2, 3, 1)) "
+                f"for a tensor."
+            )
         raise ValueError(
             f"{where} expects {in_channels} input channel(s), got {channels} (input shape {shape}). "
             f"Build the model with in_channels={channels}, or convert the images."
@@ -185,6 +194,17 @@ def image_shape(shape, image_size=None, in_channels=None, patch_size=None, where
             )
     if patch_size is not None:
         check_patch_grid(patch_size, (height, width), where=where)
+
+
+def _channels_first(shape, image_size, in_channels):
+    """Whether a (B, d1, d2, d3) shape whose last axis is not ``in_channels`` reads as (B, C, H, W): d1 is a channel
+    count (the model's, or grey / RGB) and d2, d3 are the expected image size, or d3 is too large for channels."""
+    _, first, *spatial = shape
+    if first not in (in_channels, 1, 3):
+        return False
+    if image_size is not None and tuple(spatial) == tuple(image_size):
+        return True
+    return spatial[1] is not None and spatial[1] > 4  # more than RGBA: a width, not channels
 
 
 def check_patch_grid(patch_size, size, where="model"):

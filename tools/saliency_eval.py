@@ -59,7 +59,9 @@ def method_runs(model, family):
     for name in vis.applicable_methods(model):
         if name in ("gradcam", "scorecam"):  # Grad-CAM is above; Score-CAM costs a forward per channel
             continue
-        runs.append((name, lambda m, x, c, n=name: vis.explain(m, x, class_index=c, method=n)))
+        # Rollout explains the image, not a class: explain refuses a class_index for it.
+        runs.append((name, lambda m, x, c, n=name: vis.explain(
+            m, x, class_index=None if n in vis.NOT_CLASS_SPECIFIC else c, method=n)))
     return runs
 
 

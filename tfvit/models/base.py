@@ -11,8 +11,10 @@ draws the masks that exact gradient accumulation over the same batch draws.
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfvit import _labels as labels
 from tfvit import _validation as check
 from tfvit.layers import keyed_random
 
@@ -26,8 +28,36 @@ def _check_not_empty(shape, where):
         raise ValueError(f"{where} got an empty batch (input shape {shape}): a batch needs at least one image.")
 
 
+# Normalised images ((x / 255 - mean) / std) stay below about 3 in magnitude for every dataset tfvit.data knows (MNIST:
+# (1 - 0.1307) / 0.3081 = 2.8); pixels in 0..255 pass 20 in any image that is not nearly black.
+UNSCALED = 20.0
+_SAMPLE = 64  # images looked at: a fit on a large array pays for a few images, not for the whole array
+
+
+def _peak(images):
+    """The largest |value| of the first ``_SAMPLE`` images when their values exist now (a numpy array, an eager
+    tensor, a JAX array outside jit); None for the symbolic tensors of a graph being traced, which hold none."""
+    if isinstance(images, np.ndarray):
+        return float(np.max(np.abs(_first(images).astype(np.float32)), initial=0.0))
+    if keras.backend.is_keras_tensor(images):
+        return None
+    if callable(getattr(images, "numpy", None)):  # an eager TensorFlow tensor (a symbolic one has no numpy())
+        return float(ops.convert_to_numpy(ops.max(ops.abs(_first(images)))))  # reduced on its device
+    if keras.backend.backend() == "jax":
+        try:
+            return float(ops.max(ops.abs(_first(images))))
+        except Exception:  # noqa: BLE001 - a tracer under jit has no value to read
+            return None
+    return None
+
+
+def _first(images):
+    return images[:_SAMPLE] if len(images.shape) else images
+
+
 class ImageClassifier(keras.Model):
-    """Base of tfvit's models: call-time input checks and config = constructor arguments."""
+    """Base of tfvit's models: call-time input checks, label checks in ``fit`` / ``evaluate``, and config =
+    constructor arguments."""
 
     def _finish(self, config, inputs, outputs, name, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -35,41 +65,63 @@ class ImageClassifier(keras.Model):
         self.image_size = tuple(config["image_size"])
         self.in_channels = config["in_channels"]
 
+    def _where(self):
+        return f"{type(self).__name__} '{self.name}'"
+
     def __call__(self, inputs, *args, **kwargs):
         # Before Keras's own input check, whose message reports a reshaped shape.
         shape = getattr(inputs, "shape", None)
         if shape is not None:
-            where = f"{type(self).__name__} '{self.name}'"
+            where = self._where()
             shape = tuple(shape)
             check.image_shape(shape, image_size=self.image_size, in_channels=self.in_channels, where=where)
             _check_not_empty(shape, where)
-            self._warn_integer_images(inputs, where)
+            self._warn_unscaled_images(inputs, where)
         return super().__call__(inputs, *args, **kwargs)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # Keras calls the model on symbolic tensors here, where the values of float images are out of sight.
+        self._warn_unscaled_images(x, self._where())
+        with labels.classification_labels(self.loss, labels.output_classes(self), f"{self._where()}.fit", y,
+                                         kwargs.get("validation_data")):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._warn_unscaled_images(x, self._where())
+        with labels.classification_labels(self.loss, labels.output_classes(self), f"{self._where()}.evaluate", y):
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         # Keras's predict fails on zero images with an UnboundLocalError of its own, before calling the model.
         shape = getattr(x, "shape", None)
         if shape is not None and len(shape):
-            _check_not_empty(tuple(shape), f"{type(self).__name__} '{self.name}'")
+            _check_not_empty(tuple(shape), self._where())
+        self._warn_unscaled_images(x, self._where())
         return super().predict(x, *args, **kwargs)
 
-    def _warn_integer_images(self, inputs, where):
-        """Once per model: integer pixels go in as the numbers they hold; the models expect normalised floats."""
-        if getattr(self, "_warned_integer_images", False) or getattr(inputs, "dtype", None) is None:
+    def _warn_unscaled_images(self, inputs, where):
+        """Once per model: integer pixels go in as the numbers they hold, and float images whose values reach
+        beyond ``UNSCALED`` are evidently 0..255 pixels; the models expect normalised floats."""
+        if getattr(self, "_warned_unscaled_images", False) or getattr(inputs, "dtype", None) is None:
             return
         try:
             dtype = keras.backend.standardize_dtype(inputs.dtype)
         except ValueError:
             return
-        if not dtype.startswith(("int", "uint")):
-            return
-        self._warned_integer_images = True
-        held = " (0..255)" if dtype == "uint8" else ""
+        if dtype.startswith(("int", "uint")):
+            held = " (0..255)" if dtype == "uint8" else ""
+            found = f"{dtype} images: they are used as the numbers they hold{held}, not scaled"
+        else:
+            peak = _peak(inputs) if dtype.startswith(("float", "bfloat")) else None
+            if peak is None or not peak > UNSCALED:
+                return
+            found = (f"{dtype} images with values up to {peak:.4g}: they look like unscaled pixels (0..255), where "
+                     f"normalised images stay within a few units of 0")
+        self._warned_unscaled_images = True
         warnings.warn(
-            f"{where} got {dtype} images: they are used as the numbers they hold{held}, not scaled. The model "
-            f"expects float images normalised as tfvit.data.load gives them ((x / 255 - mean) / std per channel, "
-            f"with the dataset's statistics from tfvit.data.dataset_info); convert the images the same way, or "
-            f"load them with tfvit.data.load. (Shown once per model.)",
+            f"{where} got {found}. The model expects float images normalised as tfvit.data.load gives them "
+            f"((x / 255 - mean) / std per channel, with the dataset's statistics from tfvit.data.dataset_info); "
+            f"convert the images the same way, or load them with tfvit.data.load. (Shown once per model.)",
             UserWarning, stacklevel=3,
         )
 

@@ -67,15 +67,33 @@ def _op_macs(op):
     return 0
 
 
+def _unwrapped(model):
+    """The model that a wrapper without an input of its own trains (``GradientAccumulationModel(model).model``):
+    its weights and its forward pass are the wrapped model's, so its stats are too."""
+    while not getattr(model, "inputs", None) and isinstance(getattr(model, "model", None), keras.Model):
+        model = model.model
+    return model
+
+
+def _input_shape(model, input_shape, where):
+    if input_shape:
+        return tuple(input_shape)
+    if not getattr(model, "inputs", None):
+        raise ValueError(
+            f"{where}: model {model.name!r} ({type(model).__name__}) has no input of its own (a subclassed model); "
+            f"pass input_shape=(height, width, channels)."
+        )
+    return tuple(model.input_shape[1:])
+
+
 def count_macs(model, input_shape=None):
     """MACs of one forward pass on a single image of ``input_shape`` (default: the model's input)."""
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"count_macs traces a TensorFlow graph; the Keras backend is {keras.backend.backend()!r}.")
     import tensorflow as tf  # graph tracing is TensorFlow-specific; the layers themselves are not
 
-    input_shape = tuple(input_shape or model.input_shape[1:])
+    model = _unwrapped(model)
+    input_shape = _input_shape(model, input_shape, "count_macs")
     spec = tf.TensorSpec((1, *input_shape), tf.float32)
     forward = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
     with xla_cluster.all_off():  # the clusters' sums written as products are no multiply-adds of the model
@@ -102,9 +120,11 @@ def _graph_macs(graph):
 
 def stats(model, input_shape=None):
     """``ModelStats`` of a built Keras model: parameter counts and MACs per image (``count_macs``; None under
-    another Keras backend than TensorFlow, whose graph it counts)."""
+    another Keras backend than TensorFlow, whose graph it counts). A wrapper such as
+    ``GradientAccumulationModel`` reports the model it wraps."""
+    model = _unwrapped(model)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
-    shape = tuple(input_shape or model.input_shape[1:])
+    shape = _input_shape(model, input_shape, "stats")
     macs = count_macs(model, shape) if keras.backend.backend() == "tensorflow" else None
     return ModelStats(params=total, trainable_params=trainable, macs=macs, input_shape=shape)

@@ -22,10 +22,33 @@ This is the "gradient accumulation" of the GAO study (../shared/seeds/002): done
 exactly like the large batch B while holding activations for only m examples at a time.
 """
 
+import warnings
+
 import keras
 
+from tfvit import _labels as labels
 from tfvit import _validation as check
 from tfvit.training import distribution
+
+
+def _warn_batch_norm(model, accum):
+    """Say at construction what the class docstring says: trainable BatchNorm layers (a frozen one runs in
+    inference mode) normalise each micro-batch by its own statistics, so accumulation over them is not exact. (Not
+    at compile: a Keras model that overrides compile is not compiled again when loaded.)"""
+    if accum == 1:
+        return
+    count = sum(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable  # frozen: inference mode
+                for layer in model._flatten_layers(include_self=True, recursive=True))
+    if not count:
+        return
+    warnings.warn(
+        f"GradientAccumulationModel(accum={accum}): accumulation over model {model.name!r} is not exact: its "
+        f"{count} trainable BatchNormalization layer(s) normalise each micro-batch of ceil(B / {accum}) examples by "
+        f"that micro-batch's own mean and variance, so the update differs from the full batch's. For the full-batch "
+        f"update use accum=1 with the whole batch, or a model without BatchNorm (LayerNormalization or "
+        f"GroupNormalization), or freeze the BatchNorm layers (trainable=False: inference mode).",
+        UserWarning, stacklevel=3,
+    )
 
 
 @keras.saving.register_keras_serializable(package="tfvit")
@@ -39,11 +62,13 @@ class GradientAccumulationModel(keras.Model):
     ``accumulation_jax.py``), not ``accum`` Python calls. Gradients are summed and applied once, so
     ``optimizer.iterations`` counts updates, and under ``tf.distribute`` the all-reduce happens once
     per step. Non-trainable state (BatchNorm moving statistics) updates once per micro-batch, as it
-    would with small batches. Metrics see every example once.
+    would with small batches. Metrics see every example once. ``fit`` and ``evaluate`` check the labels
+    against the compiled loss and the wrapped model's classes, as tfvit's models do.
 
     Exactness holds for losses reduced as Keras's default ``"sum_over_batch_size"``, when the model
     treats examples independently (BatchNorm in training mode does not: its batch statistics are
-    those of each micro-batch) and its random layers draw per example (tfvit's ``Dropout`` and
+    those of each micro-batch: the wrapper warns when accum > 1 meets a trainable BatchNorm layer)
+    and its random layers draw per example (tfvit's ``Dropout`` and
     ``DropPath`` do; ``keras.layers.Dropout`` draws anew for each micro-batch). A ``"sum"`` reduction
     gets the full-batch update times m / B, since each micro-batch loss is weighted by m / B. Under
     mixed_float16, loss scaling skips an update whose gradient overflowed; a micro-batch's float16
@@ -70,6 +95,7 @@ class GradientAccumulationModel(keras.Model):
         super().__init__(**kwargs)
         self.model = model
         self.accum = accum
+        _warn_batch_norm(model, accum)
 
     def build(self, input_shape):
         if not self.model.built:
@@ -94,6 +120,19 @@ class GradientAccumulationModel(keras.Model):
         from tfvit.training import accumulation_tf  # imports tensorflow: only on that backend
 
         return accumulation_tf.train_step(self, *args)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        with labels.classification_labels(self.loss, labels.output_classes(self.model), f"{self._where()}.fit", y,
+                                         kwargs.get("validation_data")):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        with labels.classification_labels(self.loss, labels.output_classes(self.model), f"{self._where()}.evaluate",
+                                         y):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def _where(self):
+        return f"{type(self).__name__} '{self.name}' (model {self.model.name!r})"
 
     def test_step(self, *args):
         logs = super().test_step(*args)

@@ -10,7 +10,9 @@ model family (``AUTO``). Evaluation: the pointing game, class-specificity, delet
 cascading-randomisation check.
 """
 
-from tfvit.vis.explain import AUTO, EXPLAIN_METHODS, FAMILIES, GRADCAM_TARGETS, applicable_methods, explain, model_family
+from tfvit.vis.explain import (
+    AUTO, EXPLAIN_METHODS, FAMILIES, GRADCAM_TARGETS, NOT_CLASS_SPECIFIC, applicable_methods, explain, model_family,
+)
 from tfvit.vis.faithfulness import deletion_insertion
 from tfvit.vis.integrated_gradients import integrated_gradients
 from tfvit.vis.maps import normalize_maps, resize_maps
@@ -26,7 +28,8 @@ from tfvit.vis.smoothgrad import smoothgrad
 from tfvit.vis.targets import default_target_layer
 
 __all__ = [
-    "AUTO", "EXPLAIN_METHODS", "FAMILIES", "GRADCAM_TARGETS", "HEAD_FUSIONS", "METHODS", "applicable_methods",
+    "AUTO", "EXPLAIN_METHODS", "FAMILIES", "GRADCAM_TARGETS", "HEAD_FUSIONS", "METHODS", "NOT_CLASS_SPECIFIC",
+    "applicable_methods",
     "attention_relevance", "attention_rollout", "attention_weights", "blend", "cascading_randomisation",
     "class_specificity", "default_target_layer", "deletion_insertion", "display_images", "explain", "gradcam",
     "integrated_gradients", "model_family", "normalize_maps", "occlusion", "overlay_grid", "pointing_chance",

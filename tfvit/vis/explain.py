@@ -11,10 +11,13 @@ patch tokens, a ViT with Performer or local attention (no explicit N x N attenti
 other functional classifier (a CNN).
 
 Every method returns float32 (B, H, W) maps at the input's resolution, min-max scaled per image, explaining the
-class logit of the predicted class or of ``class_index`` (an int, or one per image). A method that cannot read a
-model (attention rollout on a Swin) raises a ValueError saying which methods can.
+class logit of the predicted class or of ``class_index`` (an int, or one per image); a method that is not
+class-specific (``NOT_CLASS_SPECIFIC``: attention rollout) refuses a ``class_index`` rather than ignore it. A method
+that cannot read a model (attention rollout on a Swin) raises a ValueError saying which methods can, and images
+with a NaN or infinite pixel are refused (their maps would be NaN).
 """
 
+from tfvit.vis.inputs import check_images
 from tfvit.vis.integrated_gradients import integrated_gradients
 from tfvit.vis.occlusion import occlusion
 from tfvit.vis.relevance import attention_relevance, relevance_applies
@@ -59,7 +62,14 @@ def _cam(kind):
 
 
 def _rollout(model, images, class_index=None, upsample=True, **options):
-    # Rollout explains the image, not a class (Abnar & Zuidema 2020): class_index is accepted and unused.
+    # Rollout explains the image, not a class (Abnar & Zuidema 2020): a class_index would be silently ignored.
+    if class_index is not None:
+        class_specific = [name for name in applicable_methods(model) if name not in NOT_CLASS_SPECIFIC]
+        raise ValueError(
+            f"explain: method 'rollout' (attention rollout) is not class-specific: it explains the image, not a "
+            f"class, so class_index={class_index!r} would be ignored. Leave class_index out, or pick a "
+            f"class-specific method: {', '.join(class_specific)}."
+        )
     return attention_rollout(model, images, upsample=upsample, **options)
 
 
@@ -70,6 +80,8 @@ EXPLAIN_METHODS = {
 }
 # Methods that read attention weights, and the test of whether a model has the weights they read.
 _NEEDS = {"rollout": rollout_applies, "relevance": relevance_applies}
+# Methods whose map is the same whatever the class: they refuse a class_index rather than ignore it.
+NOT_CLASS_SPECIFIC = ("rollout",)
 
 
 def applicable_methods(model):
@@ -84,7 +96,7 @@ def explain(model, images, class_index=None, method="auto", upsample=True, **opt
         model: a functional Keras classifier; tfvit ViT (any attention, with or without class token), Swin,
             ResNet, or any CNN.
         class_index: None for each image's predicted class, an int for one class on every image, or a
-            sequence with one class per image.
+            sequence with one class per image. Refused by the methods in ``NOT_CLASS_SPECIFIC`` ("rollout").
         method: "auto" (``AUTO[model_family(model)]``) or one of ``EXPLAIN_METHODS``: "gradcam", "gradcam++",
             "scorecam", "layercam" (at the target ``GRADCAM_TARGETS`` gives the family, unless ``layer=``),
             "smoothgrad", "rollout" (class-token ViTs; not class-specific), "relevance" (Chefer et al. 2021;
@@ -102,7 +114,9 @@ def explain(model, images, class_index=None, method="auto", upsample=True, **opt
             f"{model_family(model)!r}: it has no attention weights that {method} reads). Methods that can: "
             f"{', '.join(applicable_methods(model))}."
         )
+    images = check_images(model, images, where=f"explain (method {method!r})")
     return EXPLAIN_METHODS[method](model, images, class_index=class_index, upsample=upsample, **options)
 
 
-__all__ = ["AUTO", "FAMILIES", "GRADCAM_TARGETS", "EXPLAIN_METHODS", "applicable_methods", "explain", "model_family"]
+__all__ = ["AUTO", "FAMILIES", "GRADCAM_TARGETS", "EXPLAIN_METHODS", "NOT_CLASS_SPECIFIC", "applicable_methods",
+           "explain", "model_family"]

@@ -1,8 +1,8 @@
 """Argument checks shared by the saliency methods (``gradcam``, ``attention_rollout``).
 
 Each turns a wrong argument into a ValueError that names the calling function and says what to pass
-instead (a missing batch axis, an image size that does not match the model, a class index out of
-range), before any graph is built or run.
+instead (a missing batch axis, an image size that does not match the model, a NaN or infinite pixel, a
+class index out of range), before any graph is built or run.
 """
 
 import keras
@@ -10,7 +10,7 @@ import numpy as np
 
 
 def check_images(model, images, where):
-    """A (B, H, W, C) float batch matching the model's input, as a numpy array of the input's dtype."""
+    """A (B, H, W, C) batch of finite pixels matching the model's input, as a numpy array of the input's dtype."""
     shape = tuple(getattr(images, "shape", np.shape(images)))
     if len(shape) != 4:
         raise ValueError(
@@ -30,7 +30,18 @@ def check_images(model, images, where):
         )
     if shape[0] == 0:
         raise ValueError(f"{where}: images is an empty batch (shape {shape}).")
-    return np.asarray(images, dtype=keras.backend.standardize_dtype(model.inputs[0].dtype))
+    images = np.asarray(images, dtype=keras.backend.standardize_dtype(model.inputs[0].dtype))
+    # One NaN or infinite pixel makes every map of its image NaN (a gradient, a normalised score) or garbage.
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        listed = ", ".join(map(str, bad[:10])) + (f", ... ({len(bad)} in all)" if len(bad) > 10 else "")
+        raise ValueError(
+            f"{where}: images must be finite, but image(s) at index {listed} hold NaN or infinite pixels; their "
+            f"maps would be NaN. Drop or repair them (np.isfinite(images).all(axis=(1, 2, 3)) selects the finite "
+            f"images)."
+        )
+    return images
 
 
 def check_class_index(class_index, logits):
