@@ -47,3 +47,23 @@ def test_checkpoints_and_arms_are_for_problem_2(tmp_path):
     with pytest.raises(UsageError, match="^--arms is for --problem 2"):
         load_recipe("vit_vs_resnet").main(["--problem", "1", "--arms", "head", "--logdir", str(tmp_path)])
     assert not (tmp_path / "vit_vs_resnet").exists()
+
+
+def test_accumulation_over_resnet_says_at_run_time_that_it_is_not_exact(tmp_path, owner_data, capsys, monkeypatch):
+    # ResNet-18's BatchNorm normalises each micro-batch by itself: --accum is not the batch's update there.
+    # (Stopped as training would begin: the warning comes when the run builds its trainer.)
+    import sys
+
+    from tests.recipes.test_user_errors import called
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["tfvit.experiments.run"], "fit_resumable", stop)
+    code, err = called(load_recipe("vit_vs_resnet").main, [
+        "--problem", "1", "--models", "ResNet-18", "--accum", "2", "--data-dir", str(owner_data), "--epochs", "1",
+        "--batch-size", "16", "--limit-train", "16", "--limit-test", "16", "--logdir", str(tmp_path), "--verbose", "0",
+    ], capsys)
+    assert code == 130
+    assert "warning: GradientAccumulationModel(accum=2): accumulation over model 'resnet18_cifar' is not exact" in err
+    assert "BatchNormalization" in err and "Traceback" not in err

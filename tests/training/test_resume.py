@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfvit.training import GradientAccumulationModel
-from tfvit.training.resume import TrainingInterrupted, fit_resumable, resume_epoch, traced_epochs
+from tfvit.training.resume import TrainingInterrupted, fit_resumable, resume_epoch, stopped_early, traced_epochs
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(48, 6)).astype("float32"), RNG.integers(0, 3, 48)
@@ -70,7 +70,11 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     for a, b in zip(reference.weights, restarted.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(restarted.optimizer.iterations) == 5 * 4
-    assert fit_resumable(make_trainer(), dataset_from_epoch, 5, tmp_path / "b", 4, verbose=0) is None
+    # A restart of a finished training trains nothing and gives back the trained model, not fresh weights.
+    again = make_trainer()
+    assert fit_resumable(again, dataset_from_epoch, 5, tmp_path / "b", 4, verbose=0) is None
+    for a, b in zip(reference.weights + reference.optimizer.variables, again.weights + again.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     # Each process's first epoch traced its steps: epoch 0, and epoch 3 where the restart began.
     assert traced_epochs(tmp_path / "a") == [0] and traced_epochs(tmp_path / "b") == [0, 3]
     assert traced_epochs(tmp_path / "nothing-saved") == [0]
@@ -93,6 +97,21 @@ def test_callback_counters_survive_a_restart(tmp_path):
 
     fit_resumable(make_trainer(), dataset_from_epoch, 4, tmp_path, 4, verbose=0, callbacks=[fresh, Probe()])
     assert seen["best"] == best  # not reset to +inf by on_train_begin
+
+
+def test_a_run_stopped_early_is_restored_not_trained_on(tmp_path):
+    # The loss never improves by 10 (min_delta), so patience 1 ends training after the second of six epochs.
+    def stopper():
+        return keras.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10.0)
+
+    reference = make_trainer()
+    history = fit_resumable(reference, dataset_from_epoch, 6, tmp_path, 4, verbose=0, callbacks=[stopper()])
+    assert history.epoch == [0, 1] and resume_epoch(tmp_path) == 2 and stopped_early(tmp_path)
+    restarted = make_trainer()
+    assert fit_resumable(restarted, dataset_from_epoch, 6, tmp_path, 4, verbose=0, callbacks=[stopper()]) is None
+    assert resume_epoch(tmp_path) == 2 and int(restarted.optimizer.iterations) == 2 * 4
+    for a, b in zip(reference.weights, restarted.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_state_from_another_configuration_is_refused(tmp_path):
@@ -125,6 +144,11 @@ def test_interrupted_messages_outside_the_epochs_and_in_a_study():
         "interrupted after the last epoch of r (run 2/3 of the study), before its result was written; "
         "all 4 epochs are saved; run the same command to finish")
     assert "(run" not in str(TrainingInterrupted("r", 0, 4, study=(1, 1)))
+    assert str(TrainingInterrupted("r", 2, 6, training=False, stopped=True)) == (
+        "interrupted after the last epoch of r, before its result was written; training stopped early after "
+        "epoch 2/6, which is saved; run the same command to finish")
+    assert str(TrainingInterrupted("r", 4, 4, training=False, finished=True)) == (
+        "interrupted as r finished: its result is written; run the same command to go on")
 
 
 def test_a_state_that_cannot_be_written_stops_with_the_folder_and_the_epoch_kept(tmp_path, monkeypatch):
