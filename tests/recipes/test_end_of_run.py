@@ -36,8 +36,8 @@ def recipe_args(data, logdir, *extra):
 
 
 class Child:
-    """A recipe process of end_of_run_child: ``until(point)`` lets it go on to the ``point``-th announcement
-    (``@@point``; ``nth`` for a repeated one) and leaves it waiting there."""
+    """A recipe process of end_of_run_child: ``until(point)`` lets it go on to the first announcement ``@@point``
+    and leaves it waiting there."""
 
     def __init__(self, args, tmp_path):
         self.err = open(tmp_path / f"stderr-{time.time_ns()}.txt", "w+")
@@ -48,8 +48,7 @@ class Child:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.waiting = False
 
-    def until(self, point, nth=1):
-        seen = 0
+    def until(self, point):
         while True:
             if self.waiting:
                 self.go_on()
@@ -58,9 +57,7 @@ class Child:
             if line.startswith("@@"):
                 self.waiting = True
                 if line.strip() == f"@@{point}":
-                    seen += 1
-                    if seen == nth:
-                        return
+                    return
 
     def go_on(self):
         self.process.stdin.write("\n")
@@ -78,11 +75,8 @@ class Child:
             self.waiting = line.startswith("@@")
         return self.process.wait(timeout=120)
 
-    def stop(self, signum, delay=None):
-        """Send ``signum`` now, while it waits (``delay`` None), or ``delay`` seconds after letting it go on."""
-        if delay is not None:
-            self.go_on()
-            time.sleep(delay)
+    def stop(self, signum):
+        """Send ``signum`` while it waits; returns its exit status."""
         self.process.send_signal(signum)
         self.process.stdout.read()  # what it printed before it stopped
         return self.process.wait(timeout=120)
@@ -110,22 +104,19 @@ def assert_same_run(logdir, reference):
     assert not (folder / "resume").exists()  # deleted once the result and the weights it names were written
 
 
-# (point, nth time it is announced, signal, delay: None to stop it while it waits there, else seconds after it
-# went on, to land inside the step that follows)
+# (point, signal sent while the child waits there)
 KILLS = [
-    ("evaluate", 1, signal.SIGKILL, None),       # the final evaluation is about to begin
-    ("eval_batch", 1, signal.SIGINT, None),      # inside it, after its first batch
-    ("weights", 1, signal.SIGKILL, 0.05),        # somewhere in writing the final weights
-    ("weights_in_place", 1, signal.SIGKILL, None),  # written in full under a temporary name
-    ("weights_written", 1, signal.SIGINT, None),  # weights in place, result.json not yet
-    ("result_in_place", 1, signal.SIGINT, None),  # result.json written under a temporary name
-    ("result_written", 1, signal.SIGKILL, None),  # result in place, the resume state not yet deleted
+    ("evaluate", signal.SIGKILL),       # the final evaluation is about to begin
+    ("eval_batch", signal.SIGINT),      # inside it, after its first batch
+    ("weights_in_place", signal.SIGKILL),  # written in full under a temporary name
+    ("weights_written", signal.SIGINT),  # weights in place, result.json not yet
+    ("result_in_place", signal.SIGKILL),  # result.json written under a temporary name
+    ("result_written", signal.SIGINT),  # result in place, the resume state not yet deleted
 ]
 EARLY_STOP_KILLS = [
-    ("evaluate", 1, signal.SIGINT, None),
-    ("eval_batch", 1, signal.SIGKILL, None),
-    ("weights_in_place", 1, signal.SIGKILL, None),
-    ("result_written", 1, signal.SIGINT, None),
+    ("evaluate", signal.SIGINT),
+    ("eval_batch", signal.SIGKILL),
+    ("weights_in_place", signal.SIGKILL),
 ]
 
 
@@ -136,12 +127,12 @@ def kill_at_each_point_and_rerun(tmp_path, data, extra, kills):
     shutil.copytree(tmp_path / "whole", tmp_path / "trained")
     assert reference.finish() == 0, reference.stderr()
     whole = the_run(tmp_path / "whole")
-    for i, (point, nth, signum, delay) in enumerate(kills):
+    for i, (point, signum) in enumerate(kills):
         logdir = tmp_path / f"killed{i}"
         shutil.copytree(tmp_path / "trained", logdir)
         child = Child(recipe_args(data, logdir, *extra), tmp_path)
-        child.until(point, nth)
-        status = child.stop(signum, delay)
+        child.until(point)
+        status = child.stop(signum)
         where = f"{signum.name} at {point}"
         if signum == signal.SIGKILL:
             assert status == -signal.SIGKILL, where
