@@ -293,15 +293,15 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+_python_show_warning = warnings.showwarning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """tfvit's warnings as one line ``warning: ...`` (they say what to do); others as Python shows them."""
     if _under(filename, [os.path.dirname(tfvit.__file__)]):
         print(f"warning: {message}", file=sys.stderr, flush=True)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
-
-
-_python_show_warning = warnings.showwarning
 
 
 def run_recipe(main, argv=None):
