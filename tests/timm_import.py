@@ -1,71 +1,15 @@
-"""Import timm without torchvision, for the tests that compare with timm (tests/convert, tests/training).
-
-``import timm`` also imports its data pipeline and a few helpers that import torchvision, whose only Linux
-wheels on PyPI are built against CUDA torch and fail to import beside the CPU build of torch the tests
-install. So, only while timm is imported, a stand-in package answers ``from torchvision... import X`` with
-placeholders that raise if used; it is removed again at once, so nothing else sees a torchvision.
-"""
-
-import importlib.abc
-import importlib.machinery
-import sys
-import types
+"""Import timm without torchvision, for the tests that compare with timm (tests/convert, tests/training): the
+stand-in of tools/timm_import.py, skipping the test where torch or timm is not installed."""
 
 import pytest
 
-
-class _Placeholder(type):
-    """A class standing for any torchvision name; attribute access gives further placeholders."""
-
-    def __getattr__(cls, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _Placeholder(name, (), {})
-
-    def __call__(cls, *args, **kwargs):
-        raise RuntimeError(f"torchvision is not installed: {cls.__name__} is a stand-in.")
-
-
-def _module_getattr(name):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return _Placeholder(name, (), {})
-
-
-class _StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-        module.__getattr__ = _module_getattr
-        return module
-
-    def exec_module(self, module):
-        pass
+from tools import timm_import
 
 
 def import_timm():
-    """The timm module (with the stand-in if torchvision does not import); skips when timm is absent."""
+    """The timm module (with the stand-in if torchvision does not import); skips when torch or timm is absent."""
     pytest.importorskip("torch")
-    if "timm" in sys.modules:
-        return sys.modules["timm"]
     try:
-        import torchvision  # noqa: F401
-    except (ImportError, RuntimeError, OSError):  # absent, or a CUDA build beside CPU torch
-        pass
-    else:
-        return pytest.importorskip("timm")
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        del sys.modules[name]  # a half-imported real torchvision
-    finder = _StandIn()
-    sys.meta_path.insert(0, finder)
-    try:
-        return pytest.importorskip("timm")
-    finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
+        return timm_import.import_timm()
+    except ImportError as missing:
+        pytest.skip(f"timm is not installed: {missing}")

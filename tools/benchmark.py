@@ -1,6 +1,7 @@
-"""Training throughput of tfvit's ViT and Swin against keras-hub's ViTBackbone / SwinTransformerBackbone.
+"""Training throughput of tfvit's ViT and Swin against keras-hub's ViTBackbone / SwinTransformerBackbone
+and against PyTorch + timm's VisionTransformer / SwinTransformer.
 
-For every (configuration, precision, XLA on/off) the benchmark trains both implementations of the
+For every (configuration, precision, XLA on/off) the benchmark trains each implementation of the
 same architecture on synthetic data and reports images/s, ms/step, peak resident memory, achieved
 FLOP/s and its fraction of a measured matmul peak. From the repository root:
 
@@ -8,37 +9,44 @@ FLOP/s and its fraction of a measured matmul peak. From the repository root:
     python -m tools.benchmark --configs cifar_vit cifar_swin --precisions float32 --jit xla
     python -m tools.benchmark --configs vit_tiny --batch 16 --rounds 5 --json vit_tiny.json
     python -m tools.benchmark --impls tfvit                          # tfvit only
+    python -m tools.benchmark --configs cifar_vit --impls tfvit timm --precisions float32 --jit no-xla
 
-keras-hub is the optional extra ``pip install -e .[bench]`` (keras-hub 0.32.0); without it the
-benchmark runs tfvit alone and says so.
+keras-hub is the optional extra ``pip install -e .[bench]`` (keras-hub 0.32.0); timm needs PyTorch and
+timm installed. Without either, the benchmark measures the others and says so.
 
-Configurations (``--configs``) are tfvit registry models; keras-hub's model is built from the same
-numbers (``tools/benchmark_config.py`` says how each setting maps, and why dropout, attention
-dropout and stochastic depth are 0 in both):
+timm rows run PyTorch in the setting that matches the row (``tools/benchmark_torch.py``):
+``--precisions float32`` is eager float32, ``mixed_bfloat16`` is bfloat16 ``torch.autocast``;
+``--jit no-xla`` is eager PyTorch, ``--jit xla`` is ``torch.compile`` of the model. So the "XLA"
+column reads "compiled whole" for every implementation, and timm's "compile s" is torch.compile's.
+
+Configurations (``--configs``) are tfvit registry models; keras-hub's and timm's models are built from
+the same numbers (``tools/benchmark_config.py`` says how each setting maps, and why dropout, attention
+dropout and stochastic depth are 0 in all):
 
     cifar_vit   vit_cifar_patch4_32            32x32x3, 10 classes     default batch 128
     cifar_swin  swin_cifar_patch2_window4_32   32x32x3, 10 classes     default batch 128
     vit_tiny    vit_tiny_patch16_224           224x224x3, 1000 classes default batch 32
     swin_tiny   swin_tiny_patch4_window7_224   224x224x3, 1000 classes default batch 32
 
-The parameter counts and MACs of both models are printed once per configuration, so the reader sees
-they do the same work.
+The parameter counts (and MACs of the Keras models) are printed once per configuration, so the reader
+sees they do the same work.
 
 How one measurement runs: a fresh child process (``python -m tools.benchmark_child``, run by
-``tools/measure.py``'s ``interleaved`` round by round: tfvit, keras-hub, tfvit, keras-hub ... so a
-noisy machine slows both alike) builds the model, compiles it with AdamW(1e-3) and the
+``tools/measure.py``'s ``interleaved`` round by round: tfvit, keras-hub, timm, tfvit, keras-hub,
+timm ... so a noisy machine slows all alike) builds the model, compiles it with AdamW(1e-3) and the
 cross-entropy, ``jit_compile`` on or off, and times ``model.train_on_batch`` on one fixed random
 batch held in memory (``tools/benchmark_child.py`` says why train_on_batch and not ``fit``). The
 first ``--warmup`` steps (the first one traces and compiles the train function; its time minus one
 step's is the "compile s" reported) are not timed; the next ``--steps`` are.
 
-Reported per row (medians over ``--rounds``): images/s and ms/step; the tfvit/keras-hub ratio (the
-median of the per-round ratios, each from a pair measured one after the other); peak resident set
+Reported per row (medians over ``--rounds``): images/s and ms/step; the tfvit/keras-hub and
+tfvit/timm ratios (the median of the per-round ratios, each from a pair measured in the same round;
+timm's columns only when timm was measured); peak resident set
 size of the child during the timed steps (``tfvit.training.memory``: Linux's exact high-water mark
 where it can be reset, else psutil sampling; on a GPU also the device's peak allocation, columns
 added); achieved GFLOP/s = images/s x 3 x 2 x MACs per image (forward and backward ~ 3 forward
 passes, 2 FLOPs per multiply-add), with the MACs that ``tfvit.stats`` counts on tfvit's model used
-for both implementations (they do the same work: the keras-hub count is printed beside it); and
+for all implementations (they do the same work: the keras-hub count is printed beside it); and
 that rate as a fraction of the measured matmul peak of the row's compute dtype (float32 rows: the
 float32 peak; mixed_bfloat16 rows: the bfloat16 peak). The peak is the best rate of a
 ``--matmul-size`` square matmul under tf.function with and without XLA (best of
@@ -58,7 +66,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tools.benchmark_config import (  # noqa: E402
-    CONFIGS, IMPLS, JIT_MODES, KERAS_HUB_VERSION, MATMUL_DTYPES, PRECISIONS, keras_hub_available,
+    CONFIGS, IMPLS, JIT_MODES, KERAS_HUB_VERSION, MATMUL_DTYPES, PRECISIONS, keras_hub_available, timm_available,
 )
 from tools.measure import interleaved, module_command  # noqa: E402
 
@@ -93,6 +101,13 @@ def _ok(runs):
     return [r for r in runs if "error" not in r]
 
 
+def paired_ratio(results, key, impl, other):
+    """Median over rounds of impl's images/s over other's, each ratio from one round's pair; None without pairs."""
+    pairs = zip(results.get((*key, impl), []), results.get((*key, other), []))
+    ratios = [a["images_per_s"] / b["images_per_s"] for a, b in pairs if "error" not in a and "error" not in b]
+    return statistics.median(ratios) if ratios else None
+
+
 def summarize(results, macs, peaks):
     """Rows of the table from the children's results.
 
@@ -118,10 +133,8 @@ def summarize(results, macs, peaks):
             flops = train_flops_per_s(ips, macs[config]) if ips is not None and macs.get(config) else None
             row[f"{impl}_gflops"] = flops / 1e9 if flops is not None else None
             row[f"{impl}_peak_fraction"] = flops / 1e9 / peak if flops is not None and peak else None
-        pairs = list(zip(results.get((config, precision, jit, "tfvit"), []),
-                         results.get((config, precision, jit, "keras_hub"), [])))
-        ratios = [a["images_per_s"] / b["images_per_s"] for a, b in pairs if "error" not in a and "error" not in b]
-        row["ratio"] = statistics.median(ratios) if ratios else None
+        row["ratio"] = paired_ratio(results, (config, precision, jit), "tfvit", "keras_hub")
+        row["timm_ratio"] = paired_ratio(results, (config, precision, jit), "tfvit", "timm")
         rows.append(row)
     return rows
 
@@ -130,14 +143,23 @@ def _fmt(value, spec, missing=MISSING):
     return missing if value is None else format(value, spec)
 
 
+def _with_timm(rows):
+    return any(r.get("timm_measured") for r in rows)
+
+
 def format_table(rows):
-    """Markdown table of ``summarize``'s rows; device-memory columns only when a row has them."""
+    """Markdown table of ``summarize``'s rows; device-memory columns only when a row has them, timm's
+    columns only when a row measured timm (its "XLA" is then torch.compile)."""
     device = any(r.get(f"{i}_device_peak_mb") is not None for r in rows for i in IMPLS)
-    header = ["config", "precision", "XLA", "tfvit img/s", "keras-hub img/s", "tfvit/keras-hub", "tfvit ms/step",
-              "tfvit peak MB", "keras-hub peak MB"]
+    timm = _with_timm(rows)
+    header = ["config", "precision", "XLA / torch.compile" if timm else "XLA", "tfvit img/s", "keras-hub img/s"]
+    header += ["timm img/s"] if timm else []
+    header += ["tfvit/keras-hub"] + (["tfvit/timm"] if timm else [])
+    header += ["tfvit ms/step", "tfvit peak MB", "keras-hub peak MB"] + (["timm peak MB"] if timm else [])
     if device:
-        header += ["tfvit device MB", "keras-hub device MB"]
+        header += ["tfvit device MB", "keras-hub device MB"] + (["timm device MB"] if timm else [])
     header += ["tfvit GFLOP/s", "tfvit fraction of peak", "keras-hub fraction of peak"]
+    header += ["timm fraction of peak"] if timm else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def cell(row, impl, field, spec):
@@ -149,23 +171,31 @@ def format_table(rows):
 
     for r in rows:
         cells = [r["config"], r["precision"], "yes" if r["jit"] == "xla" else "no",
-                 cell(r, "tfvit", "images_per_s", ".1f"), cell(r, "keras_hub", "images_per_s", ".1f"),
-                 _fmt(r["ratio"], ".2f"), cell(r, "tfvit", "ms_per_step", ".1f"),
-                 cell(r, "tfvit", "peak_mb", ".0f"), cell(r, "keras_hub", "peak_mb", ".0f")]
+                 cell(r, "tfvit", "images_per_s", ".1f"), cell(r, "keras_hub", "images_per_s", ".1f")]
+        cells += [cell(r, "timm", "images_per_s", ".1f")] if timm else []
+        cells += [_fmt(r["ratio"], ".2f")] + ([_fmt(r["timm_ratio"], ".2f")] if timm else [])
+        cells += [cell(r, "tfvit", "ms_per_step", ".1f"), cell(r, "tfvit", "peak_mb", ".0f"),
+                  cell(r, "keras_hub", "peak_mb", ".0f")] + ([cell(r, "timm", "peak_mb", ".0f")] if timm else [])
         if device:
             cells += [cell(r, "tfvit", "device_peak_mb", ".0f"), cell(r, "keras_hub", "device_peak_mb", ".0f")]
+            cells += [cell(r, "timm", "device_peak_mb", ".0f")] if timm else []
         cells += [cell(r, "tfvit", "gflops", ".1f"), cell(r, "tfvit", "peak_fraction", ".3f"),
                   cell(r, "keras_hub", "peak_fraction", ".3f")]
+        cells += [cell(r, "timm", "peak_fraction", ".3f")] if timm else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def format_compile_table(rows):
-    header = ["config", "precision", "XLA", "tfvit compile s", "keras-hub compile s"]
+    timm = _with_timm(rows)
+    impls = ["tfvit", "keras_hub"] + (["timm"] if timm else [])
+    header = ["config", "precision", "XLA / torch.compile" if timm else "XLA"]
+    header += [f"{impl.replace('_', '-')} compile s" for impl in impls]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        lines.append(f"| {r['config']} | {r['precision']} | {'yes' if r['jit'] == 'xla' else 'no'} "
-                     f"| {_fmt(r['tfvit_compile_s'], '.1f')} | {_fmt(r['keras_hub_compile_s'], '.1f')} |")
+        cells = [r["config"], r["precision"], "yes" if r["jit"] == "xla" else "no"]
+        cells += [_fmt(r.get(f"{impl}_compile_s"), ".1f") for impl in impls]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -177,6 +207,12 @@ def describe_info(config, info, batch):
              f"{info['tfvit_macs'] / 1e9:.4f} GMACs/image (tfvit.stats of the tfvit model; "
              f"{info['tfvit_macs'] * 6 * batch / 1e9:.1f} GFLOP per training step)"]
     t = info["tfvit_params"]
+    if "timm_params" in info:
+        m = info["timm_params"]
+        verdict = "equal" if t == m else f"differ by {t - m:+,} (tfvit - timm)"
+        lines.append(f"  params: tfvit {t:,} / timm {m:,}: {verdict}")
+    elif "timm_error" in info:
+        lines.append(f"  timm not built: {info['timm_error']}")
     if "keras_hub_params" not in info:
         lines.append(f"  params: tfvit {t:,}; keras-hub not built: {info.get('keras_hub_error', 'not requested')}")
         return "\n".join(lines)
@@ -203,9 +239,12 @@ def child_command(kind, *options):
     return module_command("tools.benchmark_child", kind, *options)
 
 
-def measurement_commands(args, impls, batches, keras_hub_configs):
+def measurement_commands(args, impls, batches, keras_hub_configs, timm_arguments=None):
     """One round's ``(key, child command)`` pairs, in order: the matmul peak, then every training
-    measurement, keyed (config, precision, jit, impl); keras-hub only for ``keras_hub_configs``."""
+    measurement, keyed (config, precision, jit, impl); keras-hub only for ``keras_hub_configs``, timm
+    only for the configurations of ``timm_arguments`` ({config: [family, arguments]} as the info child
+    gave them: passed on, so that timm's child imports no TensorFlow)."""
+    timm_arguments = timm_arguments or {}
     commands = [("matmul", child_command("matmul", "--matmul-size", args.matmul_size,
                                          "--matmul-repeats", args.matmul_repeats))]
     for config in args.configs:
@@ -214,10 +253,13 @@ def measurement_commands(args, impls, batches, keras_hub_configs):
                 for impl in impls:
                     if impl == "keras_hub" and config not in keras_hub_configs:
                         continue
+                    if impl == "timm" and config not in timm_arguments:
+                        continue
+                    extra = ["--timm-arguments", json.dumps(timm_arguments[config])] if impl == "timm" else []
                     commands.append(((config, precision, jit, impl), child_command(
                         "train", "--config", config, "--impl", impl, "--precision", precision,
                         "--jit", jit, "--batch", batches[config], "--steps", args.steps,
-                        "--warmup", args.warmup)))
+                        "--warmup", args.warmup, *extra)))
     return commands
 
 
@@ -252,16 +294,22 @@ def main(argv=None):
         progress(message)
         print(message + "\n")
         impls = [i for i in impls if i != "keras_hub"]
+    if "timm" in impls and not timm_available():
+        message = "PyTorch or timm is not installed (pip install torch timm): skipping timm."
+        progress(message)
+        print(message + "\n")
+        impls = [i for i in impls if i != "timm"]
     if not impls:
         raise SystemExit("nothing to measure.")
     batches = {config: args.batch or CONFIGS[config][1] for config in args.configs}
 
     progress(f"model sizes: {len(args.configs)} child(ren)")
     info_commands = [(config, child_command("info", "--config", config,
-                                            *(["--with-keras-hub"] if "keras_hub" in impls else [])))
+                                            *(["--with-keras-hub"] if "keras_hub" in impls else []),
+                                            *(["--with-timm"] if "timm" in impls else [])))
                      for config in args.configs]
     info = {config: runs[0] for config, runs in interleaved(info_commands, 1).items()}
-    keras_hub_configs = set()
+    keras_hub_configs, timm_arguments = set(), {}
     for config in args.configs:
         if "error" in info[config]:
             raise SystemExit(f"{config}: could not build the tfvit model: {info[config]['error']}")
@@ -269,10 +317,14 @@ def main(argv=None):
         if "keras_hub" in impls and "keras_hub_params" in info[config]:
             keras_hub_configs.add(config)
         elif "keras_hub" in impls:
-            print(f"  keras-hub cannot build {config}: measuring tfvit only for it.")
+            print(f"  keras-hub cannot build {config}: not measuring keras-hub for it.")
+        if "timm" in impls and "timm_params" in info[config]:
+            timm_arguments[config] = info[config]["timm_arguments"]
+        elif "timm" in impls:
+            print(f"  timm cannot build {config}: not measuring timm for it.")
     print(flush=True)
 
-    commands = measurement_commands(args, impls, batches, keras_hub_configs)
+    commands = measurement_commands(args, impls, batches, keras_hub_configs, timm_arguments)
     progress(f"{len(commands)} children x {args.rounds} round(s), order per round: "
              + ", ".join("/".join(k) if isinstance(k, tuple) else k for k, _ in commands))
     started = time.perf_counter()
@@ -286,15 +338,15 @@ def main(argv=None):
 
     device = next((r["device"] for runs in results.values() for r in runs if "device" in r), "unknown")
     print(f"Training throughput on {device}, medians over {args.rounds} interleaved round(s); {args.warmup} "
-          f"untimed then {args.steps} timed train_on_batch steps; batch "
+          f"untimed then {args.steps} timed train_on_batch steps (timm: the same PyTorch step); batch "
           + ", ".join(f"{c} {b}" for c, b in batches.items()) + ".\n")
     print(format_table(rows))
     print("\nFirst-step time minus one step (tracing + compilation), seconds:\n")
     print(format_compile_table(rows))
     print(f"\nMeasured matmul peak ({args.matmul_size}x{args.matmul_size}, best of {args.matmul_repeats} calls, "
-          f"XLA or not, over {len(matmul_runs)} round(s)): "
+          f"XLA or not, TensorFlow's, over {len(matmul_runs)} round(s)): "
           + (", ".join(f"{dtype} {value:.1f} GFLOP/s" for dtype, value in peaks.items()) or "not measured")
-          + ". GFLOP/s = images/s x 6 x MACs/image (tfvit.stats), the same MACs for both implementations.")
+          + ". GFLOP/s = images/s x 6 x MACs/image (tfvit.stats), the same MACs for all implementations.")
     if any((r[f"{i}_peak_fraction"] or 0) > 1 for r in rows for i in IMPLS):
         print("\nA fraction of peak above 1 means the matmul peak was measured while the machine was busier than "
               "during that row's steps (another process on a shared CPU): rerun with more rounds on a quiet machine.")
@@ -306,6 +358,13 @@ def main(argv=None):
             if not run.get("finite_loss", True):
                 print(f"\n{'/'.join(key)}: non-finite loss {run['loss']}")
                 break
+
+    timm_runs = [r for k, runs in results.items() if k[3] == "timm" for r in _ok(runs)]
+    if timm_runs:
+        print(f"\ntimm: torch {timm_runs[0].get('torch_version')}, {os.cpu_count()} threads; rows with XLA ran "
+              f"torch.compile, mixed_bfloat16 rows bfloat16 autocast"
+              + ("; torchvision is not installed, so timm was imported with an empty stand-in for it (ViT and Swin "
+                 "do not use it)" if any(r.get("torchvision_stub") for r in timm_runs) else "") + ".")
 
     if args.json:
         with open(args.json, "w") as f:

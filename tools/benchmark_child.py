@@ -1,7 +1,8 @@
 """One measurement of tools/benchmark.py, in a fresh process: the parent runs it round by round as
 
     python -m tools.benchmark_child train --config cifar_vit --impl tfvit --precision float32 --jit xla
-    python -m tools.benchmark_child info --config cifar_vit --with-keras-hub
+    python -m tools.benchmark_child train --config cifar_vit --impl timm --precision float32 --jit no-xla
+    python -m tools.benchmark_child info --config cifar_vit --with-keras-hub --with-timm
     python -m tools.benchmark_child matmul --matmul-size 2048
 
 and reads the JSON line it prints last (``{"error": ...}`` if it failed, so the other runs go on).
@@ -21,7 +22,10 @@ process's peak resident set size during the timed steps (``tfvit.training.memory
 a GPU also the device allocator's peak. The children import keras-hub (when installed) whatever
 they measure, so both implementations pay the same import memory.
 
-``info`` builds both models in float32 and counts their parameters and MACs per image; ``matmul``
+``--impl timm`` runs PyTorch + timm instead (``tools/benchmark_torch.py``: how precision and jit
+map onto PyTorch); that child imports neither TensorFlow nor keras-hub.
+
+``info`` builds the models in float32 and counts their parameters and MACs per image; ``matmul``
 times a square matmul per dtype with and without XLA, the peak the parent compares rates with.
 """
 
@@ -36,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tools.benchmark_config import (  # noqa: E402
     CONFIGS, IMPLS, JIT_MODES, MATMUL_DTYPES, PRECISIONS, build, build_keras_hub, build_tfvit, from_logits,
-    keras_hub_arguments, keras_hub_available, tfvit_config,
+    keras_hub_arguments, keras_hub_available, tfvit_config, timm_arguments,
 )
 
 
@@ -77,6 +81,15 @@ def child_info(args):
                 out["keras_hub_macs_error"] = f"{type(error).__name__}: {error}"
         except Exception as error:
             out["keras_hub_error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    if args.with_timm:
+        try:
+            from tools.benchmark_torch import build_timm, count_params
+
+            family, arguments = timm_arguments(name)
+            out["timm_arguments"] = [family, arguments]
+            out["timm_params"], out["timm_trainable"] = count_params(build_timm(family, arguments))
+        except Exception as error:
+            out["timm_error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     print(json.dumps(out))
 
 
@@ -125,6 +138,10 @@ def training_setup(config, impl, precision, jit, batch):
 
 
 def child_train(args):
+    if args.impl == "timm":
+        from tools.benchmark_torch import child_train_timm
+
+        return child_train_timm(args)
     import numpy as np
     import tensorflow as tf
 
@@ -185,6 +202,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles)")
     parser.add_argument("--with-keras-hub", action="store_true", help="info: also build keras-hub's model")
+    parser.add_argument("--with-timm", action="store_true", help="info: also build timm's model")
+    parser.add_argument("--timm-arguments", metavar="JSON",
+                        help="train --impl timm: [family, arguments] as info gave them, so that the child need "
+                             "not import tfvit (and TensorFlow) to map the configuration")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--matmul-repeats", type=int, default=5)
     args = parser.parse_args(argv)
