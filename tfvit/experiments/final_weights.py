@@ -17,21 +17,13 @@ import numpy as np
 
 from tfvit.errors import UserError
 from tfvit.training.distribution import numpy_value
+from tfvit.training.resume_state import file_sha256, fsync_folder
 
 WEIGHTS_FILE = "model.weights.h5"
 
 
 class FinalWeightsNotSaved(UserError):
     """The final weights (or the result) of a trained run could not be written; the resume state is kept."""
-
-
-def file_sha256(path):
-    """The SHA-256 of the file at ``path``, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _DIGESTS = {}  # (path, size, mtime_ns) -> sha256: run_all asks about every run of a study before each run
@@ -77,19 +69,6 @@ def _verify(model, path):
                       f"{len(expected)} expected, {sum(a != b for a, b in zip(stored, expected))} differ)")
 
 
-def _fsync_folder(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_final_weights(model, folder, label=None):
     """Write ``model``'s weights, without its optimizer's, to ``folder/model.weights.h5`` atomically and verified;
     returns the file's SHA-256. ``label`` names the run in the error of a failed write (``FinalWeightsNotSaved``)."""
@@ -105,7 +84,7 @@ def write_final_weights(model, folder, label=None):
         _verify(model, tmp)
         digest = file_sha256(tmp)
         os.replace(tmp, path)
-        _fsync_folder(folder)
+        fsync_folder(folder)
     except OSError as error:
         raise FinalWeightsNotSaved(
             f"cannot write the final weights of {label or folder} to {path}: {error.strerror or error}. The trained "

@@ -33,7 +33,8 @@ class DamagedState(Exception):
     """A saved state that does not verify; the message says which file and why."""
 
 
-def _sha256(path):
+def file_sha256(path):
+    """The SHA-256 of the file at ``path``, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -41,7 +42,8 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _fsync_folder(folder):
+def fsync_folder(folder):
+    """Make a rename in ``folder`` durable (where the platform can open folders)."""
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError:  # a platform that cannot open folders: the rename is still atomic, only less durable
@@ -79,7 +81,7 @@ def verify(folder):
         raise DamagedState(f"{variables_path} is missing")
     if os.path.getsize(variables_path) != size:
         raise DamagedState(f"{variables_path} has {os.path.getsize(variables_path)} bytes, not the {size} written")
-    if _sha256(variables_path) != checksum:
+    if file_sha256(variables_path) != checksum:
         raise DamagedState(f"{variables_path} does not match the checksum written with it")
     if _NAME.match(os.path.basename(folder)) and int(_NAME.match(os.path.basename(folder)).group(1)) != epoch:
         raise DamagedState(f"{state_path} says epoch {epoch}, its folder another")
@@ -132,7 +134,7 @@ def write_state(directory, epoch, arrays, state):
             np.savez(f, **{f"v{i}": a for i, a in enumerate(arrays)})
             f.flush()
             os.fsync(f.fileno())
-        record = {"bytes": os.path.getsize(variables_path), "sha256": _sha256(variables_path)}
+        record = {"bytes": os.path.getsize(variables_path), "sha256": file_sha256(variables_path)}
         with open(os.path.join(partial, STATE_FILE), "w") as f:
             json.dump(dict(state, epoch=epoch, variables=record), f)
             f.flush()
@@ -144,7 +146,7 @@ def write_state(directory, epoch, arrays, state):
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    _fsync_folder(directory)
+    fsync_folder(directory)
     # Newer folders are states found damaged (this epoch was trained again after them); then all but KEEP.
     folders = [(e, path) for e, path in state_folders(directory) if e <= epoch]
     stale = [path for e, path in state_folders(directory) if e > epoch] + [path for _, path in folders[KEEP:]]
